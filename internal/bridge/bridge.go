@@ -1,0 +1,202 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+
+	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/mac"
+)
+
+// ErrNotFound matches a link that does not exist.
+var ErrNotFound = errors.New("no such interface")
+
+// ErrNotBridge matches a name that exists but is not a bridge.
+var ErrNotBridge = errors.New("not a bridge")
+
+// Spec describes the bridge to ensure.
+type Spec struct {
+	Name string
+	// MAC is set at creation. Nil means a random locally administered MAC,
+	// still set explicitly so that ports never change it.
+	MAC net.HardwareAddr
+	// MTU is set at creation; 0 means the kernel default (1500).
+	MTU int
+}
+
+// Link returns the link called name, or an error matching ErrNotFound.
+func Link(name string) (netlink.Link, error) {
+	l, err := netlinksafe.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+			return nil, fmt.Errorf("%q: %w", name, ErrNotFound)
+		}
+		return nil, fmt.Errorf("looking up %q: %w", name, err)
+	}
+	return l, nil
+}
+
+// Get returns the bridge called name, or an error matching ErrNotFound or
+// ErrNotBridge.
+func Get(name string) (*netlink.Bridge, error) {
+	l, err := Link(name)
+	if err != nil {
+		return nil, err
+	}
+	br, ok := l.(*netlink.Bridge)
+	if !ok {
+		return nil, fmt.Errorf("%q is a %s device: %w", name, l.Type(), ErrNotBridge)
+	}
+	return br, nil
+}
+
+// Ensure returns the bridge s.Name, creating it (and bringing it up) when it
+// does not exist. created reports whether this call made it.
+func Ensure(s Spec) (br *netlink.Bridge, created bool, err error) {
+	if err := ifname.Validate("bridge", s.Name); err != nil {
+		return nil, false, err
+	}
+	br, err = Get(s.Name)
+	if err == nil {
+		if br.Attrs().Flags&net.FlagUp == 0 {
+			if err := netlink.LinkSetUp(br); err != nil {
+				return nil, false, fmt.Errorf("bringing bridge %q up: %w", s.Name, err)
+			}
+		}
+		return br, false, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return nil, false, err
+	}
+	hw := s.MAC
+	if hw == nil {
+		if hw, err = mac.Random(); err != nil {
+			return nil, false, err
+		}
+	}
+	if err := create(s.Name, hw, s.MTU); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			// Made meanwhile by someone not holding our lock: use it if it is
+			// a bridge.
+			br, err := Get(s.Name)
+			return br, false, err
+		}
+		return nil, false, fmt.Errorf("creating bridge %q: %w", s.Name, err)
+	}
+	br, err = Get(s.Name)
+	if err == nil {
+		err = netlink.LinkSetUp(br)
+	}
+	if err != nil {
+		_ = Delete(s.Name)
+		return nil, false, fmt.Errorf("bringing new bridge %q up: %w", s.Name, err)
+	}
+	return br, true, nil
+}
+
+// Delete removes the bridge name. It succeeds if the bridge is already gone.
+func Delete(name string) error {
+	br, err := Get(name)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkDel(br); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("deleting bridge %q: %w", name, err)
+	}
+	return nil
+}
+
+// Ports returns the links enslaved to br.
+func Ports(br netlink.Link) ([]netlink.Link, error) {
+	links, err := netlinksafe.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	var ports []netlink.Link
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			ports = append(ports, l)
+		}
+	}
+	return ports, nil
+}
+
+// Attach makes port a port of br: MTU set to the bridge's, MAC first byte
+// set to 0xFE (setMAC), enslaved, and up. It is idempotent.
+func Attach(port netlink.Link, br *netlink.Bridge, setMAC bool) error {
+	a := port.Attrs()
+	if br.Attrs().MTU != 0 && a.MTU != br.Attrs().MTU {
+		if err := netlink.LinkSetMTU(port, br.Attrs().MTU); err != nil {
+			return fmt.Errorf("setting MTU of %q to %d (the MTU of bridge %q): %w", a.Name, br.Attrs().MTU, br.Attrs().Name, err)
+		}
+	}
+	if setMAC && len(a.HardwareAddr) == 6 && a.HardwareAddr[0] != 0xFE {
+		if err := netlink.LinkSetHardwareAddr(port, mac.HostPort(a.HardwareAddr)); err != nil {
+			return fmt.Errorf("setting MAC of %q: %w", a.Name, err)
+		}
+	}
+	if a.MasterIndex != br.Attrs().Index {
+		if a.MasterIndex != 0 {
+			return fmt.Errorf("%q is already a port of another master (ifindex %d)", a.Name, a.MasterIndex)
+		}
+		if err := netlink.LinkSetMasterByIndex(port, br.Attrs().Index); err != nil {
+			return fmt.Errorf("attaching %q to bridge %q: %w", a.Name, br.Attrs().Name, err)
+		}
+	}
+	if a.Flags&net.FlagUp == 0 {
+		if err := netlink.LinkSetUp(port); err != nil {
+			return fmt.Errorf("bringing %q up: %w", a.Name, err)
+		}
+	}
+	return nil
+}
+
+// Detach releases port from its bridge. It succeeds if the port is gone or
+// not enslaved.
+func Detach(name string) error {
+	l, err := Link(name)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if l.Attrs().MasterIndex == 0 {
+		return nil
+	}
+	if err := netlink.LinkSetNoMaster(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("detaching %q from its bridge: %w", name, err)
+	}
+	return nil
+}
+
+// create makes the bridge in one RTM_NEWLINK message, so that it never
+// exists, even for a moment, with another MAC, MTU, STP state or forward
+// delay than the ones asked for.
+func create(name string, hw net.HardwareAddr, mtu int) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, []byte(hw)))
+	if mtu > 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(mtu))))
+	}
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
+	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	data.AddRtAttr(nl.IFLA_BR_FORWARD_DELAY, nl.Uint32Attr(0))
+	data.AddRtAttr(nl.IFLA_BR_STP_STATE, nl.Uint32Attr(0))
+	req.AddData(info)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}

@@ -1,0 +1,4 @@
+// Package failpoint lets tests kill a tapbridge process at a named step, to
+// prove that a re-run finishes the job from the journal. It does nothing
+// unless TAPBRIDGE_FAILPOINT is set, which only tests do.
+package failpoint

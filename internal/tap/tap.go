@@ -1,0 +1,202 @@
+package tap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/ifname"
+)
+
+// NoID means "no owner" or "no group": any process with CAP_NET_ADMIN may
+// open the TAP, and no other.
+const NoID = -1
+
+// ErrNotTAP matches a name that exists but is not a TAP device.
+var ErrNotTAP = errors.New("not a TAP device")
+
+// ErrBusy matches a TAP that another process (usually a QEMU) holds open.
+var ErrBusy = errors.New("TAP is in use by another process")
+
+// Options are the properties of a TAP that only its creation sets.
+type Options struct {
+	Owner      int // uid allowed to open it, or NoID
+	Group      int // gid allowed to open it, or NoID
+	MultiQueue bool
+	VnetHdr    bool
+}
+
+// DefaultOptions is a TAP with neither owner nor group.
+var DefaultOptions = Options{Owner: NoID, Group: NoID}
+
+type ifreq struct {
+	name  [unix.IFNAMSIZ]byte
+	flags uint16
+	_     [22]byte
+}
+
+func (o Options) flags() uint16 {
+	f := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if o.VnetHdr {
+		f |= unix.IFF_VNET_HDR
+	}
+	if o.MultiQueue {
+		f |= unix.IFF_MULTI_QUEUE
+	}
+	return f
+}
+
+// open attaches a new /dev/net/tun descriptor to the TAP name (a pattern
+// such as "tap%d" lets the kernel choose), creating it if needed, and
+// returns the descriptor and the TAP's real name.
+func open(name string, o Options) (*os.File, string, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, "", fmt.Errorf("opening /dev/net/tun: %w", err)
+	}
+	var req ifreq
+	copy(req.name[:unix.IFNAMSIZ-1], name)
+	req.flags = o.flags()
+	if err := ioctl(fd, unix.TUNSETIFF, uintptr(unsafe.Pointer(&req))); err != nil {
+		unix.Close(fd)
+		switch {
+		case errors.Is(err, unix.EBUSY):
+			return nil, "", fmt.Errorf("TAP %q: %w (is a QEMU still running with it?)", name, ErrBusy)
+		case errors.Is(err, unix.EINVAL):
+			return nil, "", fmt.Errorf("TAP %q: exists with other flags (vnet_hdr/multi_queue) or is not a TAP: %w", name, err)
+		}
+		return nil, "", fmt.Errorf("creating TAP %q: %w", name, err)
+	}
+	real := string(req.name[:clen(req.name[:])])
+	if o.Owner != NoID {
+		if err := ioctl(fd, unix.TUNSETOWNER, uintptr(o.Owner)); err != nil {
+			unix.Close(fd)
+			return nil, "", fmt.Errorf("setting owner of TAP %q to uid %d: %w", real, o.Owner, err)
+		}
+	}
+	if o.Group != NoID {
+		if err := ioctl(fd, unix.TUNSETGROUP, uintptr(o.Group)); err != nil {
+			unix.Close(fd)
+			return nil, "", fmt.Errorf("setting group of TAP %q to gid %d: %w", real, o.Group, err)
+		}
+	}
+	return os.NewFile(uintptr(fd), "/dev/net/tun"), real, nil
+}
+
+func ioctl(fd int, req uint, arg uintptr) error {
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), arg)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+func clen(b []byte) int {
+	for i, c := range b {
+		if c == 0 {
+			return i
+		}
+	}
+	return len(b)
+}
+
+// Create makes the persistent TAP name, owned by o.Owner/o.Group, and
+// returns its link. A TAP of that name left behind (by a crashed QEMU or an
+// earlier run) is reused when nobody holds it; one in use fails with ErrBusy.
+func Create(name string, o Options) (netlink.Link, error) {
+	if err := ifname.Validate("tap", name); err != nil {
+		return nil, err
+	}
+	if l, err := bridge.Link(name); err == nil {
+		if _, ok := l.(*netlink.Tuntap); !ok {
+			return nil, fmt.Errorf("%q is a %s device: %w", name, l.Type(), ErrNotTAP)
+		}
+	}
+	f, _, err := open(name, o)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := ioctl(int(f.Fd()), unix.TUNSETPERSIST, 1); err != nil {
+		return nil, fmt.Errorf("making TAP %q persistent: %w", name, err)
+	}
+	if o.Owner == NoID || o.Group == NoID {
+		// A reused TAP keeps its old owner: reset what was not asked for.
+		if o.Owner == NoID {
+			_ = ioctl(int(f.Fd()), unix.TUNSETOWNER, ^uintptr(0))
+		}
+		if o.Group == NoID {
+			_ = ioctl(int(f.Fd()), unix.TUNSETGROUP, ^uintptr(0))
+		}
+	}
+	return bridge.Link(name)
+}
+
+// Open creates a non-persistent TAP, which disappears when the last
+// descriptor to it is closed, and returns the descriptor. name may be a
+// pattern like "tap%d".
+func Open(name string, o Options) (*os.File, string, error) {
+	if name != "" {
+		if err := ifname.Validate("tap", name); err != nil {
+			return nil, "", err
+		}
+	}
+	return open(name, o)
+}
+
+// Delete removes the TAP name. It succeeds when the TAP is already gone and
+// refuses to delete anything that is not a TAP.
+func Delete(name string) error {
+	l, err := bridge.Link(name)
+	if errors.Is(err, bridge.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, ok := l.(*netlink.Tuntap); !ok {
+		return fmt.Errorf("%q is a %s device: %w", name, l.Type(), ErrNotTAP)
+	}
+	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("deleting TAP %q: %w", name, err)
+	}
+	return nil
+}
+
+// Info describes an existing TAP.
+type Info struct {
+	Owner, Group int // NoID when unset
+	Persistent   bool
+	VnetHdr      bool
+	MultiQueue   bool
+}
+
+// Inspect returns what the kernel says about the TAP name.
+func Inspect(name string) (Info, error) {
+	l, err := bridge.Link(name)
+	if err != nil {
+		return Info{}, err
+	}
+	t, ok := l.(*netlink.Tuntap)
+	if !ok {
+		return Info{}, fmt.Errorf("%q is a %s device: %w", name, l.Type(), ErrNotTAP)
+	}
+	id := func(v uint32) int {
+		if v == ^uint32(0) {
+			return NoID
+		}
+		return int(v)
+	}
+	return Info{
+		Owner:      id(t.Owner),
+		Group:      id(t.Group),
+		Persistent: !t.NonPersist,
+		VnetHdr:    t.Flags&netlink.TUNTAP_VNET_HDR != 0,
+		MultiQueue: t.Flags&netlink.TUNTAP_MULTI_QUEUE != 0,
+	}, nil
+}

@@ -1,0 +1,545 @@
+package uplink
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/failpoint"
+	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/state"
+)
+
+// DefaultProbeTimeout is how long Up waits for the default gateway to answer
+// on the bridge before it rolls back.
+const DefaultProbeTimeout = 5 * time.Second
+
+// Options say which uplink goes into which bridge.
+type Options struct {
+	Bridge string
+	Uplink string
+	// MTU of the bridge, if it is created; 0 means the uplink's MTU. It may
+	// not exceed the uplink's MTU.
+	MTU int
+	// ProbeTimeout bounds the gateway probe; 0 means DefaultProbeTimeout.
+	ProbeTimeout time.Duration
+	NoProbe      bool
+	// Log, when set, receives one line per step taken.
+	Log func(format string, args ...any)
+}
+
+func (o Options) logf(format string, args ...any) {
+	if o.Log != nil {
+		o.Log(format, args...)
+	}
+}
+
+// ErrNotBridgeable matches every refusal to enslave an uplink.
+var ErrNotBridgeable = errors.New("cannot be bridged")
+
+// Result says what Up or Down did.
+type Result struct {
+	Changed bool
+	// Message is one line for the user: what happened, or why nothing did.
+	Message string
+}
+
+// Up puts o.Uplink into o.Bridge with its addresses, routes and rules. It is
+// idempotent and, after a crash at any step, finishes the job from the
+// journal.
+func Up(o Options) (Result, error) {
+	if err := ifname.Validate("bridge", o.Bridge); err != nil {
+		return Result{}, err
+	}
+	if err := ifname.Validate("uplink", o.Uplink); err != nil {
+		return Result{}, err
+	}
+	if o.Bridge == o.Uplink {
+		return Result{}, fmt.Errorf("uplink %q: cannot be its own bridge", o.Uplink)
+	}
+	lk, err := state.LockBridge(o.Bridge)
+	if err != nil {
+		return Result{}, err
+	}
+	defer lk.Unlock()
+	return upLocked(o)
+}
+
+// UpLocked is Up for a caller that already holds the bridge lock (the CNI
+// plugin and qemu-ifup, which go on to attach a port under the same lock).
+func UpLocked(o Options) (Result, error) {
+	if err := ifname.Validate("bridge", o.Bridge); err != nil {
+		return Result{}, err
+	}
+	if err := ifname.Validate("uplink", o.Uplink); err != nil {
+		return Result{}, err
+	}
+	return upLocked(o)
+}
+
+func upLocked(o Options) (Result, error) {
+	j, err := readJournal(o.Bridge)
+	switch {
+	case err == nil:
+		if j.Uplink != o.Uplink {
+			return Result{}, fmt.Errorf("bridge %q already holds uplink %q; run 'tapbridge down --bridge %s' first", o.Bridge, j.Uplink, o.Bridge)
+		}
+		if j.Phase == phaseDone {
+			if problems := j.check(); len(problems) == 0 {
+				return Result{Message: fmt.Sprintf("bridge %q already holds uplink %q; nothing changed", o.Bridge, o.Uplink)}, nil
+			}
+		}
+		o.logf("resuming from journal %s (phase %s)", journalPath(o.Bridge), j.Phase)
+	case errors.Is(err, fs.ErrNotExist):
+		if j, err = preflight(o); err != nil {
+			return Result{}, err
+		}
+	default:
+		return Result{}, err
+	}
+	j.Phase = phaseUp
+	if err := j.save(); err != nil {
+		return Result{}, err
+	}
+	failpoint.Hit("up:journal")
+	if err := j.migrate(o); err != nil {
+		return Result{}, j.rollback(o, err)
+	}
+	if !o.NoProbe {
+		if err := j.probe(o); err != nil {
+			return Result{}, j.rollback(o, err)
+		}
+	}
+	j.Phase = phaseDone
+	if err := j.save(); err != nil {
+		return Result{}, err
+	}
+	return Result{Changed: true, Message: fmt.Sprintf("bridge %q now holds uplink %q with %d addresses, %d routes and %d rules", o.Bridge, o.Uplink, len(j.Addrs), len(j.Routes), len(j.Rules))}, nil
+}
+
+// rollback restores the snapshot after a failed Up and returns the error
+// that caused it, with what the rollback did.
+func (j *Journal) rollback(o Options, cause error) error {
+	o.logf("rolling back: %v", cause)
+	if _, err := j.restore(o); err != nil {
+		return fmt.Errorf("%w; rollback failed too: %v (journal kept in %s; re-run 'tapbridge down --bridge %s')", cause, err, journalPath(j.Bridge), j.Bridge)
+	}
+	return fmt.Errorf("%w; rolled back, %q holds its addresses again", cause, j.Uplink)
+}
+
+// Down restores the uplink of bridge from the journal. It is idempotent.
+func Down(o Options) (Result, error) {
+	if err := ifname.Validate("bridge", o.Bridge); err != nil {
+		return Result{}, err
+	}
+	lk, err := state.LockBridge(o.Bridge)
+	if err != nil {
+		return Result{}, err
+	}
+	defer lk.Unlock()
+	j, err := readJournal(o.Bridge)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Result{Message: fmt.Sprintf("bridge %q holds no uplink put there by tapbridge; nothing changed", o.Bridge)}, nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	o.Uplink = j.Uplink
+	msg, err := j.restore(o)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Changed: true, Message: msg}, nil
+}
+
+// sysfs is where the Wi-Fi check looks; tests point it elsewhere.
+var sysfs = "/sys/class/net"
+
+// isWireless reports whether the link has a wireless (cfg80211) device in
+// sysfs. sysfs shows the namespace it was mounted in, so the answer is
+// trusted only when sysfs's ifindex for the name matches the link's.
+func isWireless(l netlink.Link) bool {
+	dir := filepath.Join(sysfs, l.Attrs().Name)
+	idx, err := os.ReadFile(filepath.Join(dir, "ifindex"))
+	if err != nil || strings.TrimSpace(string(idx)) != strconv.Itoa(l.Attrs().Index) {
+		return false
+	}
+	for _, f := range []string{"wireless", "phy80211"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Check says why the uplink cannot go into the bridge, or nil. It changes
+// nothing.
+func check(o Options, up netlink.Link) error {
+	a := up.Attrs()
+	if isWireless(up) {
+		return fmt.Errorf("uplink %q is a Wi-Fi interface: %w (Wi-Fi stations cannot be bridged; use routing or an Ethernet uplink)", o.Uplink, ErrNotBridgeable)
+	}
+	if _, ok := up.(*netlink.Bridge); ok {
+		return fmt.Errorf("uplink %q is itself a bridge: %w", o.Uplink, ErrNotBridgeable)
+	}
+	if a.EncapType != "ether" || len(a.HardwareAddr) != 6 {
+		return fmt.Errorf("uplink %q is not an Ethernet device (link type %s): %w", o.Uplink, a.EncapType, ErrNotBridgeable)
+	}
+	if a.MasterIndex != 0 {
+		m, err := netlink.LinkByIndex(a.MasterIndex)
+		if err != nil {
+			return fmt.Errorf("uplink %q has a master (ifindex %d): %w", o.Uplink, a.MasterIndex, ErrNotBridgeable)
+		}
+		switch m.(type) {
+		case *netlink.Bond:
+			return fmt.Errorf("uplink %q is a slave of bond %q: %w (use %q as the uplink)", o.Uplink, m.Attrs().Name, ErrNotBridgeable, m.Attrs().Name)
+		case *netlink.Bridge:
+			return fmt.Errorf("uplink %q is already a port of bridge %q: %w (tapbridge did not put it there)", o.Uplink, m.Attrs().Name, ErrNotBridgeable)
+		}
+		return fmt.Errorf("uplink %q is enslaved to %s %q: %w", o.Uplink, m.Type(), m.Attrs().Name, ErrNotBridgeable)
+	}
+	if o.MTU > a.MTU {
+		return fmt.Errorf("mtu %d exceeds the MTU %d of uplink %q", o.MTU, a.MTU, o.Uplink)
+	}
+	return nil
+}
+
+// preflight refuses what cannot work, before anything changes, and takes
+// the snapshot.
+func preflight(o Options) (*Journal, error) {
+	up, err := bridge.Link(o.Uplink)
+	if err != nil {
+		return nil, fmt.Errorf("uplink: %w", err)
+	}
+	created := false
+	if _, err := bridge.Get(o.Bridge); errors.Is(err, bridge.ErrNotFound) {
+		created = true
+	} else if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	if err := check(o, up); err != nil {
+		return nil, err
+	}
+	return snapshot(o, up, created)
+}
+
+func snapshot(o Options, up netlink.Link, created bool) (*Journal, error) {
+	a := up.Attrs()
+	j := &Journal{
+		Bridge:        o.Bridge,
+		Uplink:        o.Uplink,
+		BridgeCreated: created,
+		Time:          time.Now().UTC(),
+		MAC:           a.HardwareAddr.String(),
+		MTU:           a.MTU,
+		WasUp:         a.Flags&net.FlagUp != 0,
+		RPFilter:      readSysctl("ipv4", o.Uplink, "rp_filter"),
+	}
+	addrs, err := netlinksafe.AddrList(up, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("listing addresses of %q: %w", o.Uplink, err)
+	}
+	for _, ad := range addrs {
+		// IPv6 link-local addresses belong to the link, not the host.
+		if ad.IP.To4() == nil && ad.Scope != int(netlink.SCOPE_UNIVERSE) {
+			continue
+		}
+		j.Addrs = append(j.Addrs, addrFrom(ad))
+	}
+	routes, err := netlinksafe.RouteListFiltered(netlink.FAMILY_ALL,
+		&netlink.Route{LinkIndex: a.Index, Table: unix.RT_TABLE_UNSPEC},
+		netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, fmt.Errorf("listing routes of %q: %w", o.Uplink, err)
+	}
+	for _, r := range routes {
+		// Kernel routes (connected, local, broadcast, multicast) follow the
+		// addresses by themselves.
+		if r.Protocol == unix.RTPROT_KERNEL || len(r.MultiPath) > 0 {
+			continue
+		}
+		j.Routes = append(j.Routes, routeFrom(r))
+	}
+	// Default routes last, so traffic leaves through the bridge only once
+	// everything more specific already does.
+	sort.SliceStable(j.Routes, func(x, y int) bool { return !j.Routes[x].isDefault() && j.Routes[y].isDefault() })
+	rules, err := netlinksafe.RuleList(netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("listing rules: %w", err)
+	}
+	for _, r := range rules {
+		if r.IifName == o.Uplink || r.OifName == o.Uplink {
+			j.Rules = append(j.Rules, r)
+		}
+	}
+	return j, nil
+}
+
+// migrate applies the snapshot onto the bridge, make-before-break. Every
+// step is idempotent.
+func (j *Journal) migrate(o Options) error {
+	hw, err := net.ParseMAC(j.MAC)
+	if err != nil {
+		return fmt.Errorf("journal: bad MAC %q: %w", j.MAC, err)
+	}
+	mtu := j.MTU
+	if o.MTU > 0 {
+		mtu = o.MTU
+	}
+	br, created, err := bridge.Ensure(bridge.Spec{Name: j.Bridge, MAC: hw, MTU: mtu})
+	if err != nil {
+		return err
+	}
+	if created {
+		o.logf("created bridge %s (MAC %s, MTU %d, STP off, forward delay 0)", j.Bridge, hw, mtu)
+	}
+	// Until the routes point at the bridge, a reply from the LAN comes in on
+	// the bridge while the route back still names the uplink: strict
+	// rp_filter would drop it.
+	writeSysctl("ipv4", j.Bridge, "rp_filter", "2")
+	failpoint.Hit("up:bridge")
+
+	for _, a := range j.Addrs {
+		// NODAD: the address is already ours, on the uplink.
+		n, err := a.netlink(j.Uplink, j.Bridge, unix.IFA_F_NODAD*boolInt(a.ip().To4() == nil))
+		if err != nil {
+			return fmt.Errorf("journal: bad address %q: %w", a.CIDR, err)
+		}
+		if err := netlink.AddrReplace(br, n); err != nil {
+			return fmt.Errorf("adding %s to bridge %q: %w", a.CIDR, j.Bridge, err)
+		}
+	}
+	o.logf("added %d addresses to %s", len(j.Addrs), j.Bridge)
+	failpoint.Hit("up:addrs")
+
+	up, err := bridge.Link(j.Uplink)
+	if err != nil {
+		return fmt.Errorf("uplink: %w", err)
+	}
+	if up.Attrs().MasterIndex != br.Attrs().Index {
+		if err := netlink.LinkSetMasterByIndex(up, br.Attrs().Index); err != nil {
+			if errors.Is(err, unix.EOPNOTSUPP) {
+				return fmt.Errorf("enslaving %q to bridge %q: %w (Wi-Fi stations cannot be bridged)", j.Uplink, j.Bridge, err)
+			}
+			return fmt.Errorf("enslaving %q to bridge %q: %w", j.Uplink, j.Bridge, err)
+		}
+	}
+	if j.WasUp {
+		if err := netlink.LinkSetUp(up); err != nil {
+			return fmt.Errorf("bringing %q up: %w", j.Uplink, err)
+		}
+	}
+	o.logf("enslaved %s to %s", j.Uplink, j.Bridge)
+	failpoint.Hit("up:enslave")
+
+	if err := moveRoutes(j.Routes, br.Attrs().Index); err != nil {
+		return err
+	}
+	o.logf("moved %d routes to %s", len(j.Routes), j.Bridge)
+	failpoint.Hit("up:routes")
+
+	if err := moveRules(j.Rules, j.Uplink, j.Bridge); err != nil {
+		return err
+	}
+	failpoint.Hit("up:rules")
+
+	if err := delAddrs(up, j.Addrs); err != nil {
+		return err
+	}
+	o.logf("removed the addresses from %s", j.Uplink)
+	failpoint.Hit("up:flush")
+	if j.RPFilter != "" {
+		writeSysctl("ipv4", j.Bridge, "rp_filter", j.RPFilter)
+	}
+	return nil
+}
+
+// restore puts the snapshot back onto the uplink and removes the bridge if
+// tapbridge created it and nothing else uses it. Every step is idempotent.
+func (j *Journal) restore(o Options) (string, error) {
+	j.Phase = phaseDown
+	if err := j.save(); err != nil {
+		return "", err
+	}
+	up, err := bridge.Link(j.Uplink)
+	if err != nil {
+		return "", fmt.Errorf("uplink: %w (the journal %s is kept)", err, journalPath(j.Bridge))
+	}
+	for _, a := range j.Addrs {
+		n, err := a.netlink(j.Uplink, j.Uplink, 0)
+		if err != nil {
+			return "", fmt.Errorf("journal: bad address %q: %w", a.CIDR, err)
+		}
+		n.Label = a.Label
+		if err := netlink.AddrReplace(up, n); err != nil {
+			return "", fmt.Errorf("adding %s back to %q: %w", a.CIDR, j.Uplink, err)
+		}
+	}
+	failpoint.Hit("down:addrs")
+	if err := moveRoutes(j.Routes, up.Attrs().Index); err != nil {
+		return "", err
+	}
+	failpoint.Hit("down:routes")
+	if err := moveRules(rename(j.Rules, j.Uplink, j.Bridge), j.Bridge, j.Uplink); err != nil {
+		return "", err
+	}
+	failpoint.Hit("down:rules")
+
+	br, err := bridge.Get(j.Bridge)
+	if err != nil && !errors.Is(err, bridge.ErrNotFound) {
+		return "", err
+	}
+	if up.Attrs().MasterIndex != 0 && (br == nil || up.Attrs().MasterIndex == br.Attrs().Index) {
+		if err := netlink.LinkSetNoMaster(up); err != nil {
+			return "", fmt.Errorf("releasing %q from bridge %q: %w", j.Uplink, j.Bridge, err)
+		}
+	}
+	if !j.WasUp {
+		_ = netlink.LinkSetDown(up)
+	}
+	failpoint.Hit("down:release")
+	msg := fmt.Sprintf("%q released from bridge %q with its %d addresses, %d routes and %d rules", j.Uplink, j.Bridge, len(j.Addrs), len(j.Routes), len(j.Rules))
+	if br != nil {
+		if err := delAddrs(br, j.Addrs); err != nil {
+			return "", err
+		}
+		failpoint.Hit("down:flush")
+		ports, err := bridge.Ports(br)
+		if err != nil {
+			return "", err
+		}
+		switch {
+		case !j.BridgeCreated:
+			msg += fmt.Sprintf("; bridge %q kept: tapbridge did not create it", j.Bridge)
+		case len(ports) > 0:
+			msg += fmt.Sprintf("; bridge %q kept: it still has %d ports", j.Bridge, len(ports))
+		default:
+			if err := bridge.Delete(j.Bridge); err != nil {
+				return "", err
+			}
+			msg += fmt.Sprintf("; bridge %q deleted", j.Bridge)
+		}
+	}
+	if err := removeJournal(j.Bridge); err != nil {
+		return "", err
+	}
+	return msg, nil
+}
+
+func moveRoutes(routes []Route, idx int) error {
+	for _, r := range routes {
+		n, err := r.netlink(idx)
+		if err != nil {
+			return fmt.Errorf("journal: bad route %+v: %w", r, err)
+		}
+		if err := netlink.RouteReplace(n); err != nil {
+			return fmt.Errorf("moving route %s: %w", describe(r), err)
+		}
+	}
+	return nil
+}
+
+func describe(r Route) string {
+	s := r.Dst
+	if r.isDefault() {
+		s = "default"
+	}
+	if r.Gw != "" {
+		s += " via " + r.Gw
+	}
+	if r.Table != unix.RT_TABLE_MAIN {
+		s += fmt.Sprintf(" table %d", r.Table)
+	}
+	return s
+}
+
+// rename returns rules with the interface name from replaced by to.
+func rename(rules []netlink.Rule, from, to string) []netlink.Rule {
+	out := make([]netlink.Rule, len(rules))
+	for i, r := range rules {
+		if r.IifName == from {
+			r.IifName = to
+		}
+		if r.OifName == from {
+			r.OifName = to
+		}
+		out[i] = r
+	}
+	return out
+}
+
+// moveRules replaces each rule naming from (rules are given as they name
+// from) by the same rule naming to: the new one first, then the old one goes.
+func moveRules(rules []netlink.Rule, from, to string) error {
+	for _, r := range rules {
+		nr := rename([]netlink.Rule{r}, from, to)[0]
+		if err := netlink.RuleAdd(&nr); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("adding rule %s: %w", nr, err)
+		}
+		old := r
+		if err := netlink.RuleDel(&old); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("deleting rule %s: %w", old, err)
+		}
+	}
+	return nil
+}
+
+// delAddrs removes the snapshot's addresses from link: IPv4 secondaries
+// before their primary, since deleting a primary deletes its secondaries
+// (unless promote_secondaries is set).
+func delAddrs(link netlink.Link, addrs []Addr) error {
+	ordered := make([]Addr, len(addrs))
+	copy(ordered, addrs)
+	sort.SliceStable(ordered, func(x, y int) bool {
+		return ordered[x].Flags&unix.IFA_F_SECONDARY != 0 && ordered[y].Flags&unix.IFA_F_SECONDARY == 0
+	})
+	for _, a := range ordered {
+		n, err := netlink.ParseAddr(a.CIDR)
+		if err != nil {
+			return fmt.Errorf("journal: bad address %q: %w", a.CIDR, err)
+		}
+		if err := netlink.AddrDel(link, n); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("removing %s from %q: %w", a.CIDR, link.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func sysctlPath(family, link, key string) string {
+	return filepath.Join("/proc/sys/net", family, "conf", link, key)
+}
+
+// readSysctl returns a per-interface sysctl of the current namespace, or ""
+// when it cannot be read.
+func readSysctl(family, link, key string) string {
+	b, err := os.ReadFile(sysctlPath(family, link, key))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// writeSysctl is best effort: a read-only /proc/sys must not block the
+// migration.
+func writeSysctl(family, link, key, value string) {
+	_ = os.WriteFile(sysctlPath(family, link, key), []byte(value), 0o644)
+}
