@@ -1,0 +1,83 @@
+# tapbridge — see README.md.  `make` alone prints this help.
+
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+CNI_BIN_DIR ?= /opt/cni/bin
+BIN_DIR     ?= $(CURDIR)/bin
+CNI_TOOLS_DIR ?= $(CURDIR)/.cache/cni-tools
+VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GO          ?= go
+# Upstream CNI tools for tests and benchmarks, from the module proxy.
+CNI_VERSION     := v1.3.1
+PLUGINS_VERSION := v1.10.0
+DEB_PACKAGES := qemu-system-x86 dnsmasq-base busybox-static linux-image-cloud-amd64 \
+	nftables cpio iperf3 tcpdump iproute2 xz-utils zstd kmod
+TEST_TIMEOUT ?= 15m
+
+LDFLAGS := -s -w -X github.com/tapbridge/tapbridge/internal/cli.Version=$(VERSION)
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+TEST_ENV := TAPBRIDGE_BIN_DIR=$(BIN_DIR) CNI_TOOLS_DIR=$(CNI_TOOLS_DIR)
+
+.PHONY: help build install test test-unit deps tools lint bench demo clean
+
+help: ## show this help
+	@echo "tapbridge: QEMU VMs on the LAN through a Linux bridge"
+	@echo
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables: PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) CNI_BIN_DIR=$(CNI_BIN_DIR)"
+
+build: ## build bin/tapbridge, bin/qemu-ifup, bin/qemu-ifdown, bin/tapbridge-bridge-helper
+	@mkdir -p $(BIN_DIR)
+	$(GOBUILD) -o $(BIN_DIR)/tapbridge ./plugins/tapbridge
+	@if [ -f qemu-ifup/main.go ]; then \
+		$(GOBUILD) -o $(BIN_DIR)/qemu-ifup ./qemu-ifup && \
+		ln -sf qemu-ifup $(BIN_DIR)/qemu-ifdown && \
+		ln -sf qemu-ifup $(BIN_DIR)/tapbridge-bridge-helper; fi
+
+install: build ## install into $(DESTDIR)$(PREFIX)/bin and the CNI plugin into $(DESTDIR)$(CNI_BIN_DIR)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(CNI_BIN_DIR) $(DESTDIR)$(PREFIX)/libexec/tapbridge
+	install -m 0755 $(BIN_DIR)/tapbridge $(DESTDIR)$(PREFIX)/bin/tapbridge
+	install -m 0755 $(BIN_DIR)/tapbridge $(DESTDIR)$(CNI_BIN_DIR)/tapbridge
+	@if [ -f $(BIN_DIR)/qemu-ifup ]; then \
+		install -m 0755 $(BIN_DIR)/qemu-ifup $(DESTDIR)$(PREFIX)/libexec/tapbridge/qemu-ifup && \
+		ln -sf qemu-ifup $(DESTDIR)$(PREFIX)/libexec/tapbridge/qemu-ifdown && \
+		install -m 0755 $(BIN_DIR)/qemu-ifup $(DESTDIR)$(PREFIX)/libexec/tapbridge/tapbridge-bridge-helper; fi
+
+deps: ## install what the tests need on a fresh Debian machine (apt-get, Go modules)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+		if [ -n "$$missing" ]; then \
+			echo "apt-get install $$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		fi; \
+	fi
+	$(GO) mod download
+
+tools: ## build cnitool and the upstream CNI plugins (bridge, host-local, static) from the module proxy
+	@mkdir -p $(CNI_TOOLS_DIR)
+	GOBIN=$(CNI_TOOLS_DIR) CGO_ENABLED=0 $(GO) install github.com/containernetworking/cni/cnitool@$(CNI_VERSION)
+	GOBIN=$(CNI_TOOLS_DIR) CGO_ENABLED=0 $(GO) install \
+		github.com/containernetworking/plugins/plugins/main/bridge@$(PLUGINS_VERSION) \
+		github.com/containernetworking/plugins/plugins/ipam/host-local@$(PLUGINS_VERSION) \
+		github.com/containernetworking/plugins/plugins/ipam/static@$(PLUGINS_VERSION)
+
+test: deps build tools ## install what is needed, then run every test (the privileged ones too when root)
+	$(TEST_ENV) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-unit: ## run the tests that need neither root nor QEMU
+	$(GO) test -count=1 -short ./...
+
+lint: ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+bench: deps build tools ## benchmarks: attach cost, CNI ADD+DEL vs the upstream bridge plugin, policy at 1000 ports
+	$(TEST_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 200x -timeout 30m ./...
+
+demo: deps build ## a sandboxed LAN (netns router with dnsmasq), a QEMU VM attached through tapbridge getting its own address
+	$(TEST_ENV) $(GO) run ./test/demo
+
+clean: ## remove build outputs
+	rm -rf $(BIN_DIR) .cache

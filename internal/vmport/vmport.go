@@ -1,0 +1,105 @@
+package vmport
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/state"
+	"github.com/tapbridge/tapbridge/internal/uplink"
+)
+
+// Port is a VM's host-side port and what is known of the guest behind it.
+type Port struct {
+	Name     string           // the TAP (host mode, QEMU hooks) or host veth (CNI netns mode)
+	GuestMAC net.HardwareAddr // the guest NIC's MAC, if known
+	GuestIPs []netip.Addr     // the guest's addresses, if known
+}
+
+// EnsureBridge makes the configured bridge exist and, when the config names
+// an uplink, hold it. The caller must hold the bridge lock.
+func EnsureBridge(c *config.Conf) (*netlink.Bridge, error) {
+	if c.Uplink != "" {
+		timeout, err := c.ProbeDuration()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := uplink.Ensure(uplink.Options{Bridge: c.Bridge, Uplink: c.Uplink, MTU: c.MTU, ProbeTimeout: timeout}); err != nil {
+			return nil, err
+		}
+	}
+	br, _, err := bridge.Ensure(bridge.Spec{Name: c.Bridge, MTU: c.MTU})
+	if errors.Is(err, bridge.ErrNotBridge) {
+		return nil, fmt.Errorf("bridge %q exists and is not a bridge: %w", c.Bridge, err)
+	}
+	return br, err
+}
+
+// Attach puts p on the configured bridge, under the bridge lock.
+func Attach(c *config.Conf, p Port) error {
+	lk, err := state.LockBridge(c.Bridge)
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	br, err := EnsureBridge(c)
+	if err != nil {
+		return err
+	}
+	link, err := bridge.Link(p.Name)
+	if err != nil {
+		return err
+	}
+	if err := bridge.Attach(link, br, true); err != nil {
+		_ = bridge.Detach(p.Name)
+		return err
+	}
+	if err := applyPolicy(c, br, p); err != nil {
+		_ = removePolicy(p.Name)
+		_ = bridge.Detach(p.Name)
+		return err
+	}
+	return nil
+}
+
+// Detach takes the port off its bridge and removes its policy. It succeeds
+// when the port is already gone.
+func Detach(c *config.Conf, name string) error {
+	lk, err := state.LockBridge(c.Bridge)
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	if err := removePolicy(name); err != nil {
+		return err
+	}
+	return bridge.Detach(name)
+}
+
+// Check verifies that the port is up on the configured bridge with the
+// bridge's MTU.
+func Check(c *config.Conf, name string) error {
+	br, err := bridge.Get(c.Bridge)
+	if err != nil {
+		return err
+	}
+	l, err := bridge.Link(name)
+	if err != nil {
+		return err
+	}
+	a := l.Attrs()
+	switch {
+	case a.MasterIndex != br.Attrs().Index:
+		return fmt.Errorf("%q is not a port of bridge %q", name, c.Bridge)
+	case a.MTU != br.Attrs().MTU:
+		return fmt.Errorf("%q has MTU %d, bridge %q has %d", name, a.MTU, c.Bridge, br.Attrs().MTU)
+	case a.Flags&net.FlagUp == 0:
+		return fmt.Errorf("%q is down", name)
+	}
+	return nil
+}

@@ -1,0 +1,83 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+var (
+	binDir   string // tapbridge's own binaries
+	toolsDir string // cnitool and the upstream CNI plugins
+)
+
+// Versions of the upstream tools, taken from the module proxy.
+const (
+	cniVersion     = "v1.3.1"
+	pluginsVersion = "v1.10.0"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	binDir, toolsDir = os.Getenv("TAPBRIDGE_BIN_DIR"), os.Getenv("CNI_TOOLS_DIR")
+	if os.Geteuid() == 0 && (binDir == "" || toolsDir == "") {
+		tmp, err := os.MkdirTemp("", "tapbridge-e2e-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(tmp)
+		if binDir == "" {
+			binDir = filepath.Join(tmp, "bin")
+			if err := goBuild(binDir); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+		if toolsDir == "" {
+			toolsDir = filepath.Join(tmp, "tools")
+			if err := goInstallTools(toolsDir); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+	}
+	return m.Run()
+}
+
+func goBuild(dir string) error {
+	cmd := exec.Command("make", "-C", "..", "build", "BIN_DIR="+dir)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("building tapbridge: %w", err)
+	}
+	return nil
+}
+
+func goInstallTools(dir string) error {
+	cmd := exec.Command("make", "-C", "..", "tools", "CNI_TOOLS_DIR="+dir)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("installing cnitool and the upstream plugins: %w", err)
+	}
+	return nil
+}
+
+// bin returns the path of one of tapbridge's binaries.
+func bin(name string) string { return filepath.Join(binDir, name) }
+
+// tool returns the path of cnitool or an upstream CNI plugin.
+func tool(name string) string { return filepath.Join(toolsDir, name) }
+
+// needRoot skips tests that create namespaces when not run as root.
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces")
+	}
+}
