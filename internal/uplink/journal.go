@@ -109,6 +109,10 @@ func (a Addr) netlink(uplink, link string, extraFlags int) (*netlink.Addr, error
 	n.PreferedLft, n.ValidLft = a.PreferedLft, a.ValidLft
 	if a.Broadcast != "" {
 		n.Broadcast = net.ParseIP(a.Broadcast)
+	} else if n.IP.To4() != nil {
+		// netlink computes a broadcast address when none is given; 0.0.0.0
+		// keeps an address that had none without one.
+		n.Broadcast = net.IPv4zero
 	}
 	if a.Peer != "" {
 		if n.Peer, err = netlink.ParseIPNet(a.Peer); err != nil {

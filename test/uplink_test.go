@@ -1,0 +1,602 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"golang.org/x/sys/unix"
+)
+
+// uplinkLAN is a router namespace and a hypervisor namespace joined by a
+// veth: the hypervisor's eth0 holds 192.0.2.10/24, a secondary
+// 192.0.2.11/24, 2001:db8::10/64, a default route, a route with a metric,
+// a route in table 100 and a rule naming eth0.
+type uplinkLAN struct {
+	router, hv string // netns names
+	runDir     string
+}
+
+func newUplinkLAN(t *testing.T) *uplinkLAN {
+	t.Helper()
+	needRoot(t)
+	id := fmt.Sprintf("%d%d", os.Getpid()%10000, time.Now().UnixNano()%100000)
+	l := &uplinkLAN{router: "tbu-r" + id, hv: "tbu-h" + id, runDir: t.TempDir()}
+	for _, n := range []string{l.router, l.hv} {
+		mustRun(t, "ip", "netns", "add", n)
+		n := n
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n).Run() })
+		mustRun(t, "ip", "-n", n, "link", "set", "lo", "up")
+		// No IPv6 DAD: the dumps compared by the tests must not change by
+		// themselves while an address leaves the tentative state.
+		inNS(t, n, func() error {
+			for _, c := range []string{"all", "default"} {
+				if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+c+"/accept_dad", []byte("0"), 0o644); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	r, h := []string{"ip", "-n", l.router}, []string{"ip", "-n", l.hv}
+	steps := [][]string{
+		{"ip", "link", "add", "veth-r", "netns", l.router, "type", "veth", "peer", "name", "eth0", "netns", l.hv},
+		append(r, "addr", "add", "192.0.2.1/24", "dev", "veth-r"),
+		append(r, "addr", "add", "2001:db8::1/64", "dev", "veth-r", "nodad"),
+		append(r, "link", "set", "veth-r", "up"),
+		append(h, "link", "set", "eth0", "up"),
+		append(h, "addr", "add", "192.0.2.10/24", "dev", "eth0"),
+		append(h, "addr", "add", "192.0.2.11/24", "dev", "eth0"),
+		append(h, "addr", "add", "2001:db8::10/64", "dev", "eth0", "nodad"),
+		append(h, "route", "add", "default", "via", "192.0.2.1"),
+		append(h, "route", "add", "198.51.100.0/24", "via", "192.0.2.1", "metric", "50"),
+		append(h, "route", "add", "default", "via", "192.0.2.1", "table", "100"),
+		append(h, "rule", "add", "iif", "eth0", "table", "100", "pref", "100"),
+	}
+	for _, s := range steps {
+		mustRun(t, s...)
+	}
+	return l
+}
+
+func mustRun(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// tapbridge runs bin/tapbridge inside the hypervisor namespace.
+func (l *uplinkLAN) tapbridge(env []string, args ...string) (string, error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.hv, bin("tapbridge")}, args...)...)
+	cmd.Env = append(append(os.Environ(), "TAPBRIDGE_RUN_DIR="+l.runDir), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (l *uplinkLAN) mustTapbridge(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := l.tapbridge(nil, args...)
+	if err != nil {
+		t.Fatalf("tapbridge %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (l *uplinkLAN) ip(t testing.TB, args ...string) string {
+	t.Helper()
+	return mustRun(t, append([]string{"ip", "-n", l.hv}, args...)...)
+}
+
+// volatile matches what changes by itself: lifetimes and bridge timers.
+var volatile = regexp.MustCompile(`(valid|preferred)_lft \S+|(\w+_timer)\s+[0-9.]+`)
+
+// dump is the hypervisor's full address, route and rule state, one fact a
+// line, sorted.
+func (l *uplinkLAN) dump(t testing.TB) []string {
+	t.Helper()
+	var lines []string
+	for _, args := range [][]string{
+		{"-d", "addr", "show"},
+		{"-4", "route", "show", "table", "all"},
+		{"-6", "route", "show", "table", "all"},
+		{"-4", "rule", "show"},
+		{"-6", "rule", "show"},
+		{"-4", "neigh", "show", "nud", "permanent"},
+	} {
+		// stdout only: ip warns on stderr about peer namespaces that other
+		// tests are deleting meanwhile.
+		out, err := exec.Command("ip", append([]string{"-n", l.hv}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("ip %v: %v", args, err)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			line = volatile.ReplaceAllString(strings.TrimSpace(line), "$2")
+			if line != "" {
+				lines = append(lines, strings.Join(args, " ")+": "+line)
+			}
+		}
+	}
+	sort.Strings(lines)
+	return lines
+}
+
+// diffLines reports the lines only in want (-) and only in got (+).
+func diffLines(want, got []string) string {
+	w, g := map[string]int{}, map[string]int{}
+	for _, s := range want {
+		w[s]++
+	}
+	for _, s := range got {
+		g[s]++
+	}
+	var b strings.Builder
+	for _, s := range want {
+		if g[s] < w[s] {
+			fmt.Fprintf(&b, "- %s\n", s)
+		}
+	}
+	for _, s := range got {
+		if w[s] < g[s] {
+			fmt.Fprintf(&b, "+ %s\n", s)
+		}
+	}
+	return b.String()
+}
+
+func (l *uplinkLAN) assertState(t *testing.T, want []string) {
+	t.Helper()
+	if d := diffLines(want, l.dump(t)); d != "" {
+		t.Fatalf("state differs (-want +got):\n%s", d)
+	}
+}
+
+// assertMigrated checks what a user of `up` expects to see.
+func (l *uplinkLAN) assertMigrated(t *testing.T) {
+	t.Helper()
+	br := l.ip(t, "-d", "addr", "show", "dev", "br0")
+	eth := l.ip(t, "-d", "addr", "show", "dev", "eth0")
+	for _, want := range []string{"inet 192.0.2.10/24", "inet 192.0.2.11/24 scope global secondary br0", "inet6 2001:db8::10/64", "stp_state 0", "forward_delay 0"} {
+		if !strings.Contains(br, want) {
+			t.Errorf("br0 lacks %q:\n%s", want, br)
+		}
+	}
+	for _, unwanted := range []string{"inet ", "inet6 2001:db8"} {
+		if strings.Contains(eth, unwanted) {
+			t.Errorf("eth0 still holds %q:\n%s", unwanted, eth)
+		}
+	}
+	if !strings.Contains(eth, "master br0") {
+		t.Errorf("eth0 is not a port of br0:\n%s", eth)
+	}
+	if mac(t, br) != mac(t, eth) {
+		t.Errorf("br0 MAC %s != eth0 MAC %s", mac(t, br), mac(t, eth))
+	}
+	routes := l.ip(t, "route", "show", "table", "all")
+	for _, want := range []string{"default via 192.0.2.1 dev br0 table 100", "default via 192.0.2.1 dev br0 \n", "198.51.100.0/24 via 192.0.2.1 dev br0 metric 50"} {
+		if !strings.Contains(routes, want) {
+			t.Errorf("routes lack %q:\n%s", want, routes)
+		}
+	}
+	if strings.Contains(routes, "dev eth0") && !strings.Contains(routes, "fe80::/64 dev eth0") {
+		t.Errorf("a route still goes through eth0:\n%s", routes)
+	}
+	if rules := l.ip(t, "rule"); !strings.Contains(rules, "iif br0 lookup 100") || strings.Contains(rules, "iif eth0") {
+		t.Errorf("rule not moved to br0:\n%s", rules)
+	}
+	if _, err := l.routerPing(t, "192.0.2.10"); err != nil {
+		t.Errorf("router cannot reach the host: %v", err)
+	}
+}
+
+var macRE = regexp.MustCompile(`link/ether ([0-9a-f:]{17})`)
+
+func mac(t *testing.T, ipOut string) string {
+	m := macRE.FindStringSubmatch(ipOut)
+	if m == nil {
+		t.Fatalf("no MAC in %q", ipOut)
+	}
+	return m[1]
+}
+
+func (l *uplinkLAN) routerPing(t testing.TB, dst string) (string, error) {
+	out, err := exec.Command("ip", "netns", "exec", l.router, "busybox", "ping", "-c", "1", "-W", "1", dst).CombinedOutput()
+	return string(out), err
+}
+
+func TestUpDownRestoresExactly(t *testing.T) {
+	l := newUplinkLAN(t)
+	before := l.dump(t)
+
+	out := l.mustTapbridge(t, "up", "--uplink", "eth0")
+	if !strings.Contains(out, `bridge "br0" now holds uplink "eth0"`) {
+		t.Errorf("up said %q", out)
+	}
+	l.assertMigrated(t)
+	migrated := l.dump(t)
+
+	out = l.mustTapbridge(t, "up", "--uplink", "eth0")
+	if !strings.Contains(out, "nothing changed") {
+		t.Errorf("second up said %q, want nothing changed", out)
+	}
+	l.assertState(t, migrated)
+	if out := l.mustTapbridge(t, "status"); !strings.Contains(out, "consistent") || !strings.Contains(out, "eth0") {
+		t.Errorf("status = %q", out)
+	}
+
+	out = l.mustTapbridge(t, "down")
+	if !strings.Contains(out, `bridge "br0" deleted`) {
+		t.Errorf("down said %q", out)
+	}
+	l.assertState(t, before)
+	out = l.mustTapbridge(t, "down")
+	if !strings.Contains(out, "nothing changed") {
+		t.Errorf("second down said %q", out)
+	}
+	l.assertState(t, before)
+	if entries, _ := os.ReadDir(filepath.Join(l.runDir, "uplink")); len(entries) != 0 {
+		t.Errorf("journal left behind: %v", entries)
+	}
+}
+
+func TestDownKeepsBridgeWithOtherPorts(t *testing.T) {
+	l := newUplinkLAN(t)
+	before := l.dump(t)
+	l.mustTapbridge(t, "up", "--uplink", "eth0")
+	l.ip(t, "link", "add", "vmport0", "type", "veth", "peer", "name", "vmport0p")
+	l.ip(t, "link", "set", "vmport0", "master", "br0")
+	out := l.mustTapbridge(t, "down")
+	if !strings.Contains(out, `bridge "br0" kept: it still has 1 ports`) {
+		t.Errorf("down said %q", out)
+	}
+	l.ip(t, "link", "del", "vmport0")
+	l.ip(t, "link", "del", "br0")
+	l.assertState(t, before)
+}
+
+// TestUpLosesNothing pings the host from the router every 10 ms and keeps a
+// TCP connection busy while `up` runs: not one packet may be lost.
+func TestUpLosesNothing(t *testing.T) {
+	l := newUplinkLAN(t)
+
+	// A TCP echo server on the host, a client on the router.
+	var ln net.Listener
+	inNS(t, l.hv, func() (err error) { ln, err = net.Listen("tcp4", "192.0.2.10:7777"); return })
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			_, _ = copyEcho(c)
+		}
+	}()
+	var conn net.Conn
+	inNS(t, l.router, func() (err error) { conn, err = net.DialTimeout("tcp4", "192.0.2.10:7777", time.Second); return })
+	defer conn.Close()
+
+	var icmp int
+	inNS(t, l.router, func() (err error) {
+		icmp, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP)
+		return
+	})
+	defer unix.Close(icmp)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var sent, echoed int
+	var tcpErr error
+	received := map[uint16]bool{}
+	var mu sync.Mutex
+	wg.Add(3)
+	go func() { // ICMP echo every 10 ms
+		defer wg.Done()
+		dst := &unix.SockaddrInet4{Addr: [4]byte{192, 0, 2, 10}}
+		for seq := uint16(1); ; seq++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			pkt := make([]byte, 8)
+			pkt[0] = 8 // echo request
+			binary.BigEndian.PutUint16(pkt[4:], 0x7462)
+			binary.BigEndian.PutUint16(pkt[6:], seq)
+			binary.BigEndian.PutUint16(pkt[2:], icmpChecksum(pkt))
+			if err := unix.Sendto(icmp, pkt, 0, dst); err == nil {
+				mu.Lock()
+				sent = int(seq)
+				mu.Unlock()
+			}
+		}
+	}()
+	go func() { // collect echo replies
+		defer wg.Done()
+		_ = unix.SetsockoptTimeval(icmp, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100000})
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := unix.Recvfrom(icmp, buf, 0)
+			if err == nil && n >= 20 {
+				p := buf[int(buf[0]&0x0f)*4 : n] // skip the IP header
+				if len(p) >= 8 && p[0] == 0 && binary.BigEndian.Uint16(p[4:]) == 0x7462 {
+					mu.Lock()
+					received[binary.BigEndian.Uint16(p[6:])] = true
+					mu.Unlock()
+				}
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	go func() { // TCP round trips every 10 ms
+		defer wg.Done()
+		r := bufio.NewReader(conn)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+			msg := fmt.Sprintf("msg %d\n", i)
+			if _, err := conn.Write([]byte(msg)); err != nil {
+				tcpErr = err
+				return
+			}
+			got, err := r.ReadString('\n')
+			if err != nil || got != msg {
+				tcpErr = fmt.Errorf("echo %d: got %q, %v", i, got, err)
+				return
+			}
+			echoed++
+		}
+	}()
+
+	time.Sleep(300 * time.Millisecond)
+	l.mustTapbridge(t, "up", "--uplink", "eth0")
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	time.Sleep(50 * time.Millisecond)
+
+	mu.Lock()
+	defer mu.Unlock()
+	var lost []int
+	for seq := 1; seq <= sent-5; seq++ { // the last few may still be in flight
+		if !received[uint16(seq)] {
+			lost = append(lost, seq)
+		}
+	}
+	t.Logf("%d pings sent, %d TCP round trips", sent, echoed)
+	if sent < 30 || len(lost) > 0 {
+		t.Errorf("pings lost during up: %v of %d", lost, sent)
+	}
+	if tcpErr != nil || echoed < 30 {
+		t.Errorf("TCP connection broke during up after %d round trips: %v", echoed, tcpErr)
+	}
+	l.assertMigrated(t)
+}
+
+func icmpChecksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
+}
+
+func copyEcho(c net.Conn) (int64, error) {
+	defer c.Close()
+	buf := make([]byte, 4096)
+	var total int64
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// inNS runs f on a thread inside the named namespace; sockets it opens stay
+// in that namespace.
+func inNS(t testing.TB, name string, f func() error) {
+	t.Helper()
+	if err := ns.WithNetNSPath("/run/netns/"+name, func(ns.NetNS) error { return f() }); err != nil {
+		t.Fatalf("in netns %s: %v", name, err)
+	}
+}
+
+// TestUpCrashSafe kills `up` (and `down`) after each of their steps, as a
+// crash would, and checks that a re-run finishes the job and that `down`
+// then restores the original state exactly.
+func TestUpCrashSafe(t *testing.T) {
+	for _, step := range []string{"up:journal", "up:bridge", "up:addrs", "up:enslave", "up:routes", "up:rules", "up:flush", "up:probe"} {
+		t.Run(step, func(t *testing.T) {
+			t.Parallel()
+			l := newUplinkLAN(t)
+			before := l.dump(t)
+			out, err := l.tapbridge([]string{"TAPBRIDGE_FAILPOINT=" + step}, "up", "--uplink", "eth0")
+			assertKilled(t, err, out)
+			if step != "up:journal" {
+				// A run that crashed half-way is seen by status.
+				if out, err := l.tapbridge(nil, "status"); err == nil {
+					t.Errorf("status after a crash at %s exits 0:\n%s", step, out)
+				}
+			}
+			l.mustTapbridge(t, "up", "--uplink", "eth0")
+			l.assertMigrated(t)
+			l.mustTapbridge(t, "down")
+			l.assertState(t, before)
+		})
+	}
+	for _, step := range []string{"down:addrs", "down:routes", "down:rules", "down:release", "down:flush"} {
+		t.Run(step, func(t *testing.T) {
+			t.Parallel()
+			l := newUplinkLAN(t)
+			before := l.dump(t)
+			l.mustTapbridge(t, "up", "--uplink", "eth0")
+			out, err := l.tapbridge([]string{"TAPBRIDGE_FAILPOINT=" + step}, "down")
+			assertKilled(t, err, out)
+			l.mustTapbridge(t, "down")
+			l.assertState(t, before)
+		})
+	}
+}
+
+func assertKilled(t *testing.T, err error, out string) {
+	t.Helper()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("run with failpoint was not killed: %v\n%s", err, out)
+	}
+	// `ip netns exec` reports the child's death by SIGKILL as its own exit.
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return
+	}
+	if ee.ExitCode() != 137 && ee.ExitCode() != -1 {
+		t.Fatalf("run with failpoint exited %d, want killed:\n%s", ee.ExitCode(), out)
+	}
+}
+
+// TestUpRefuses checks that each refusal names the problem in one line and
+// changes nothing.
+func TestUpRefuses(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup [][]string // ip commands in the hypervisor namespace
+		args  []string
+		want  string
+	}{
+		{"bond slave", [][]string{{"link", "add", "bond0", "type", "bond"}, {"link", "add", "d0", "type", "veth", "peer", "d0p"}, {"link", "set", "d0", "master", "bond0"}},
+			[]string{"--uplink", "d0"}, `uplink "d0" is a slave of bond "bond0"`},
+		{"port of another bridge", [][]string{{"link", "add", "brx", "type", "bridge"}, {"link", "add", "d1", "type", "veth", "peer", "d1p"}, {"link", "set", "d1", "master", "brx"}},
+			[]string{"--uplink", "d1"}, `uplink "d1" is already a port of bridge "brx"`},
+		{"not Ethernet", [][]string{{"tuntap", "add", "tun0", "mode", "tun"}}, []string{"--uplink", "tun0"}, `uplink "tun0" is not an Ethernet device`},
+		{"loopback", nil, []string{"--uplink", "lo"}, `uplink "lo" is not an Ethernet device`},
+		{"missing uplink", nil, []string{"--uplink", "eth9"}, `"eth9": no such interface`},
+		{"uplink too long", nil, []string{"--uplink", "eth0eth0eth0eth0"}, `uplink "eth0eth0eth0eth0": invalid interface name: 16 bytes`},
+		{"bridge too long", nil, []string{"--uplink", "eth0", "--bridge", "bridgebridgebridge"}, `bridge "bridgebridgebridge": invalid interface name`},
+		{"bridge with slash", nil, []string{"--uplink", "eth0", "--bridge", "br/0"}, `bridge "br/0": invalid interface name: must not contain '/'`},
+		{"bridge with space", nil, []string{"--uplink", "eth0", "--bridge", "br 0"}, `whitespace`},
+		{"bridge is not a bridge", [][]string{{"link", "add", "br0", "type", "veth", "peer", "br0p"}}, []string{"--uplink", "eth0"}, `"br0" is a veth device: not a bridge`},
+		{"uplink is a bridge", [][]string{{"link", "add", "brx", "type", "bridge"}}, []string{"--uplink", "brx"}, `uplink "brx" is itself a bridge`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l := newUplinkLAN(t)
+			for _, s := range tt.setup {
+				if out, err := exec.Command("ip", append([]string{"-n", l.hv}, s...)...).CombinedOutput(); err != nil {
+					if strings.Contains(string(out), "Unknown device type") {
+						t.Skipf("this kernel cannot make a %s device: %s", s[len(s)-1], out)
+					}
+					t.Fatalf("ip %v: %v\n%s", s, err, out)
+				}
+			}
+			before := l.dump(t)
+			out, err := l.tapbridge(nil, append([]string{"up"}, tt.args...)...)
+			if err == nil {
+				t.Fatalf("up %v succeeded:\n%s", tt.args, out)
+			}
+			out = strings.TrimSpace(out)
+			if !strings.Contains(out, tt.want) || strings.Count(out, "\n") > 0 {
+				t.Errorf("up %v said %q, want one line containing %q", tt.args, out, tt.want)
+			}
+			l.assertState(t, before)
+			if entries, _ := os.ReadDir(filepath.Join(l.runDir, "uplink")); len(entries) != 0 {
+				t.Errorf("journal written by a refused up: %v", entries)
+			}
+		})
+	}
+}
+
+// TestUpRollsBackWhenGatewayIsUnreachable: the default gateway does not
+// answer on the bridge, so up must undo everything and say why.
+func TestUpRollsBackWhenGatewayIsUnreachable(t *testing.T) {
+	t.Parallel()
+	l := newUplinkLAN(t)
+	l.ip(t, "route", "replace", "default", "via", "192.0.2.254")
+	before := l.dump(t)
+	out, err := l.tapbridge(nil, "up", "--uplink", "eth0", "--probe-timeout", "500ms")
+	if err == nil {
+		t.Fatalf("up succeeded with an unreachable gateway:\n%s", out)
+	}
+	if !strings.Contains(out, "default gateway 192.0.2.254 did not answer on bridge \"br0\" within 500ms") || !strings.Contains(out, "rolled back") {
+		t.Errorf("up said %q", out)
+	}
+	l.assertState(t, before)
+	// --no-probe takes the user's word for it.
+	l.mustTapbridge(t, "up", "--uplink", "eth0", "--no-probe")
+	l.mustTapbridge(t, "down")
+	l.assertState(t, before)
+}
+
+// TestUpConcurrent runs `up` eight times at once: the bridge lock makes one
+// of them do the work and the others find it done.
+func TestUpConcurrent(t *testing.T) {
+	t.Parallel()
+	l := newUplinkLAN(t)
+	before := l.dump(t)
+	var wg sync.WaitGroup
+	outs := make([]string, 8)
+	errs := make([]error, 8)
+	for i := range outs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			outs[i], errs[i] = l.tapbridge(nil, "up", "--uplink", "eth0")
+		}(i)
+	}
+	wg.Wait()
+	changed := 0
+	for i := range outs {
+		if errs[i] != nil {
+			t.Errorf("run %d failed: %v\n%s", i, errs[i], outs[i])
+		}
+		if strings.Contains(outs[i], "now holds") {
+			changed++
+		}
+	}
+	if changed != 1 {
+		t.Errorf("%d runs changed the state, want 1", changed)
+	}
+	l.assertMigrated(t)
+	l.mustTapbridge(t, "down")
+	l.assertState(t, before)
+}
