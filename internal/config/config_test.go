@@ -115,3 +115,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestApplyEnv(t *testing.T) {
+	env := map[string]string{EnvBridge: "br7", EnvMAC: "52:54:00:aa:bb:cc", EnvIPs: "192.0.2.77,2001:db8::77", EnvVLAN: "10", EnvIsolated: "true"}
+	c := &Conf{Bridge: "br0"}
+	if err := c.ApplyEnv(func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	ips, _ := ParseIPs("ips", c.IPs)
+	if c.Bridge != "br7" || c.MAC != "52:54:00:aa:bb:cc" || len(ips) != 2 || c.VLAN != 10 || !c.Isolated {
+		t.Fatalf("ApplyEnv: %+v", c)
+	}
+	env[EnvVLAN] = "ten"
+	if err := (&Conf{}).ApplyEnv(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), EnvVLAN) {
+		t.Fatalf("bad %s: %v", EnvVLAN, err)
+	}
+}
