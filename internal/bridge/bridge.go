@@ -69,6 +69,7 @@ func Ensure(s Spec) (br *netlink.Bridge, created bool, err error) {
 			if err := netlink.LinkSetUp(br); err != nil {
 				return nil, false, fmt.Errorf("bringing bridge %q up: %w", s.Name, err)
 			}
+			br.Attrs().Flags |= net.FlagUp
 		}
 		return br, false, nil
 	}
@@ -93,6 +94,7 @@ func Ensure(s Spec) (br *netlink.Bridge, created bool, err error) {
 	br, err = Get(s.Name)
 	if err == nil {
 		err = netlink.LinkSetUp(br)
+		br.Attrs().Flags |= net.FlagUp
 	}
 	if err != nil {
 		_ = Delete(s.Name)

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
@@ -112,9 +113,23 @@ func Create(name string, o Options) (netlink.Link, error) {
 	if err := ifname.Validate("tap", name); err != nil {
 		return nil, err
 	}
-	if l, err := bridge.Link(name); err == nil {
-		if _, ok := l.(*netlink.Tuntap); !ok {
-			return nil, fmt.Errorf("%q is a %s device: %w", name, l.Type(), ErrNotTAP)
+	info, err := Inspect(name)
+	exists := err == nil
+	if err != nil && !errors.Is(err, bridge.ErrNotFound) {
+		return nil, err
+	}
+	// A leftover TAP (a crashed QEMU's, an earlier run's) is reused when
+	// nobody holds it. The kernel cannot clear an owner or group nor change
+	// the flags of a TAP, so one that differs in those is made anew.
+	if exists && (info.VnetHdr != o.VnetHdr || info.MultiQueue != o.MultiQueue ||
+		info.Owner != NoID && o.Owner == NoID || info.Group != NoID && o.Group == NoID) {
+		f, _, err := open(name, Options{Owner: NoID, Group: NoID, VnetHdr: info.VnetHdr, MultiQueue: info.MultiQueue})
+		if err != nil {
+			return nil, err // busy: never delete a TAP a QEMU holds
+		}
+		f.Close()
+		if err := Delete(name); err != nil {
+			return nil, err
 		}
 	}
 	f, _, err := open(name, o)
@@ -124,15 +139,6 @@ func Create(name string, o Options) (netlink.Link, error) {
 	defer f.Close()
 	if err := ioctl(int(f.Fd()), unix.TUNSETPERSIST, 1); err != nil {
 		return nil, fmt.Errorf("making TAP %q persistent: %w", name, err)
-	}
-	if o.Owner == NoID || o.Group == NoID {
-		// A reused TAP keeps its old owner: reset what was not asked for.
-		if o.Owner == NoID {
-			_ = ioctl(int(f.Fd()), unix.TUNSETOWNER, ^uintptr(0))
-		}
-		if o.Group == NoID {
-			_ = ioctl(int(f.Fd()), unix.TUNSETGROUP, ^uintptr(0))
-		}
 	}
 	return bridge.Link(name)
 }
@@ -186,17 +192,61 @@ func Inspect(name string) (Info, error) {
 	if !ok {
 		return Info{}, fmt.Errorf("%q is a %s device: %w", name, l.Type(), ErrNotTAP)
 	}
-	id := func(v uint32) int {
-		if v == ^uint32(0) {
-			return NoID
-		}
-		return int(v)
+	// netlink reports an unset owner as 0 (the kernel omits the attribute),
+	// so ask again for the raw attributes.
+	owner, group, err := ids(t.Attrs().Index)
+	if err != nil {
+		return Info{}, fmt.Errorf("reading owner of TAP %q: %w", name, err)
 	}
 	return Info{
-		Owner:      id(t.Owner),
-		Group:      id(t.Group),
+		Owner:      owner,
+		Group:      group,
 		Persistent: !t.NonPersist,
 		VnetHdr:    t.Flags&netlink.TUNTAP_VNET_HDR != 0,
 		MultiQueue: t.Flags&netlink.TUNTAP_MULTI_QUEUE != 0,
 	}, nil
+}
+
+// ids returns IFLA_TUN_OWNER and IFLA_TUN_GROUP of the link, NoID when absent.
+func ids(index int) (owner, group int, err error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil || len(msgs) == 0 {
+		return NoID, NoID, err
+	}
+	owner, group = NoID, NoID
+	attrs, err := nl.ParseRouteAttr(msgs[0][unix.SizeofIfInfomsg:])
+	if err != nil {
+		return NoID, NoID, err
+	}
+	for _, a := range attrs {
+		if a.Attr.Type != unix.IFLA_LINKINFO {
+			continue
+		}
+		info, err := nl.ParseRouteAttr(a.Value)
+		if err != nil {
+			return NoID, NoID, err
+		}
+		for _, i := range info {
+			if i.Attr.Type != nl.IFLA_INFO_DATA {
+				continue
+			}
+			data, err := nl.ParseRouteAttr(i.Value)
+			if err != nil {
+				return NoID, NoID, err
+			}
+			for _, d := range data {
+				switch d.Attr.Type {
+				case nl.IFLA_TUN_OWNER:
+					owner = int(nl.NativeEndian().Uint32(d.Value))
+				case nl.IFLA_TUN_GROUP:
+					group = int(nl.NativeEndian().Uint32(d.Value))
+				}
+			}
+		}
+	}
+	return owner, group, nil
 }

@@ -1,0 +1,93 @@
+package tap
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/containernetworking/plugins/pkg/testutils"
+	"github.com/vishvananda/netlink"
+)
+
+func inNewNS(t *testing.T, f func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
+	}
+	n, err := testutils.NewNS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); _ = testutils.UnmountNS(n) })
+	if err := n.Do(func(ns.NetNS) error { f(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCreateInspectDelete(t *testing.T) {
+	inNewNS(t, func() {
+		if _, err := Create("tap0", Options{Owner: 65534, Group: 65534, VnetHdr: true}); err != nil {
+			t.Fatal(err)
+		}
+		info, err := Inspect("tap0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (Info{Owner: 65534, Group: 65534, Persistent: true, VnetHdr: true}); info != want {
+			t.Errorf("Inspect = %+v, want %+v", info, want)
+		}
+		// A leftover TAP (a crashed QEMU's) is reused, with the new owner.
+		if _, err := Create("tap0", Options{Owner: 1000, Group: NoID, VnetHdr: true}); err != nil {
+			t.Fatalf("re-Create: %v", err)
+		}
+		if info, _ := Inspect("tap0"); info.Owner != 1000 || info.Group != NoID {
+			t.Errorf("re-Create kept owner/group %d/%d", info.Owner, info.Group)
+		}
+		// One held open by a process is busy.
+		f, name, err := Open("tap0", Options{Owner: NoID, Group: NoID, VnetHdr: true})
+		if err != nil || name != "tap0" {
+			t.Fatalf("Open = %q, %v", name, err)
+		}
+		if _, err := Create("tap0", Options{Owner: NoID, Group: NoID, VnetHdr: true}); !errors.Is(err, ErrBusy) {
+			t.Errorf("Create(busy) = %v, want ErrBusy", err)
+		}
+		f.Close()
+		if err := Delete("tap0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := Delete("tap0"); err != nil {
+			t.Fatalf("second Delete = %v", err)
+		}
+	})
+}
+
+func TestOpenIsNotPersistent(t *testing.T) {
+	inNewNS(t, func() {
+		f, name, err := Open("tap%d", DefaultOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := netlink.LinkByName(name); err != nil {
+			t.Fatalf("TAP %q not there while open: %v", name, err)
+		}
+		f.Close()
+		if _, err := netlink.LinkByName(name); err == nil {
+			t.Fatalf("TAP %q outlived its descriptor", name)
+		}
+	})
+}
+
+func TestDeleteRefusesNonTAP(t *testing.T) {
+	inNewNS(t, func() {
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "v0"}, PeerName: "v0p"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := Delete("v0"); !errors.Is(err, ErrNotTAP) {
+			t.Fatalf("Delete(veth) = %v, want ErrNotTAP", err)
+		}
+		if _, err := Create("v0", DefaultOptions); !errors.Is(err, ErrNotTAP) {
+			t.Fatalf("Create over a veth = %v, want ErrNotTAP", err)
+		}
+	})
+}
