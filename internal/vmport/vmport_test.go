@@ -1,0 +1,127 @@
+package vmport
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/containernetworking/plugins/pkg/testutils"
+	"github.com/vishvananda/netlink"
+
+	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/tap"
+)
+
+func inNewNS(tb testing.TB, f func()) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("needs root: creates a network namespace")
+	}
+	tb.Setenv("TAPBRIDGE_RUN_DIR", tb.TempDir())
+	n, err := testutils.NewNS()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { n.Close(); _ = testutils.UnmountNS(n) })
+	if err := n.Do(func(ns.NetNS) error { f(); return nil }); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func TestAttachDetach(t *testing.T) {
+	inNewNS(t, func() {
+		c := &config.Conf{MTU: 9000}
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tap.Create("tap0", tap.DefaultOptions); err != nil {
+			t.Fatal(err)
+		}
+		if err := Attach(c, Port{Name: "tap0"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := Check(c, "tap0"); err != nil {
+			t.Fatalf("Check after Attach: %v", err)
+		}
+		l, _ := bridge.Link("tap0")
+		if l.Attrs().MTU != 9000 || l.Attrs().HardwareAddr[0] != 0xFE {
+			t.Errorf("tap0: MTU %d MAC %s", l.Attrs().MTU, l.Attrs().HardwareAddr)
+		}
+		if err := Detach(c, "tap0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := Check(c, "tap0"); err == nil || !strings.Contains(err.Error(), "not a port of bridge") {
+			t.Fatalf("Check after Detach = %v", err)
+		}
+		_ = tap.Delete("tap0")
+		if err := Detach(c, "tap0"); err != nil {
+			t.Fatalf("Detach(gone) = %v", err)
+		}
+	})
+}
+
+func TestAttachToNonBridgeChangesNothing(t *testing.T) {
+	inNewNS(t, func() {
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "br0"}, PeerName: "br0p"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tap.Create("tap0", tap.DefaultOptions); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := bridge.Link("tap0")
+		c := &config.Conf{}
+		_ = c.Validate()
+		err := Attach(c, Port{Name: "tap0"})
+		if err == nil || !strings.Contains(err.Error(), `bridge "br0" exists and is not a bridge`) {
+			t.Fatalf("Attach = %v", err)
+		}
+		after, _ := bridge.Link("tap0")
+		if after.Attrs().MasterIndex != 0 || after.Attrs().MTU != before.Attrs().MTU || after.Attrs().HardwareAddr.String() != before.Attrs().HardwareAddr.String() {
+			t.Errorf("tap0 changed by a failed Attach")
+		}
+	})
+}
+
+// BenchmarkAttach measures attaching one more TAP to a bridge that already
+// has 0 or 1000 ports: the cost must not grow with the number of VMs. (A
+// Linux bridge takes at most 1024 ports, so each new port is detached again,
+// untimed, before the next.)
+func BenchmarkAttach(b *testing.B) {
+	for _, existing := range []int{0, 1000} {
+		b.Run(fmt.Sprintf("ports=%d", existing), func(b *testing.B) {
+			inNewNS(b, func() {
+				c := &config.Conf{}
+				_ = c.Validate()
+				for i := 0; i < existing; i++ {
+					name := fmt.Sprintf("old%d", i)
+					if _, err := tap.Create(name, tap.DefaultOptions); err != nil {
+						b.Fatal(err)
+					}
+					if err := Attach(c, Port{Name: name}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for i := 0; i < b.N; i++ {
+					if _, err := tap.Create(fmt.Sprintf("new%d", i), tap.DefaultOptions); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					name := fmt.Sprintf("new%d", i)
+					if err := Attach(c, Port{Name: name}); err != nil {
+						b.Fatal(err)
+					}
+					b.StopTimer()
+					if err := Detach(c, name); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+			})
+		})
+	}
+}
