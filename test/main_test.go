@@ -13,12 +13,6 @@ var (
 	toolsDir string // cnitool and the upstream CNI plugins
 )
 
-// Versions of the upstream tools, taken from the module proxy.
-const (
-	cniVersion     = "v1.3.1"
-	pluginsVersion = "v1.10.0"
-)
-
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
