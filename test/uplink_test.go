@@ -19,12 +19,14 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"golang.org/x/sys/unix"
+
+	"github.com/tapbridge/tapbridge/test/testbed"
 )
 
-// uplinkLAN is a router namespace and a hypervisor namespace joined by a
-// veth: the hypervisor's eth0 holds 192.0.2.10/24, a secondary
-// 192.0.2.11/24, 2001:db8::10/64, a default route, a route with a metric,
-// a route in table 100 and a rule naming eth0.
+// uplinkLAN is the test bed's LAN with everything an uplink migration must
+// carry over (testbed.UplinkOptions): the hypervisor's eth0 holds
+// 192.0.2.10/24, a secondary 192.0.2.11/24, 2001:db8::10/64, a default
+// route, a route with a metric, a route in table 100 and a rule naming eth0.
 type uplinkLAN struct {
 	router, hv string // netns names
 	runDir     string
@@ -33,43 +35,8 @@ type uplinkLAN struct {
 func newUplinkLAN(t *testing.T) *uplinkLAN {
 	t.Helper()
 	needRoot(t)
-	id := fmt.Sprintf("%d%d", os.Getpid()%10000, time.Now().UnixNano()%100000)
-	l := &uplinkLAN{router: "tbu-r" + id, hv: "tbu-h" + id, runDir: t.TempDir()}
-	for _, n := range []string{l.router, l.hv} {
-		mustRun(t, "ip", "netns", "add", n)
-		n := n
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n).Run() })
-		mustRun(t, "ip", "-n", n, "link", "set", "lo", "up")
-		// No IPv6 DAD: the dumps compared by the tests must not change by
-		// themselves while an address leaves the tentative state.
-		inNS(t, n, func() error {
-			for _, c := range []string{"all", "default"} {
-				if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+c+"/accept_dad", []byte("0"), 0o644); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	r, h := []string{"ip", "-n", l.router}, []string{"ip", "-n", l.hv}
-	steps := [][]string{
-		{"ip", "link", "add", "veth-r", "netns", l.router, "type", "veth", "peer", "name", "eth0", "netns", l.hv},
-		append(r, "addr", "add", "192.0.2.1/24", "dev", "veth-r"),
-		append(r, "addr", "add", "2001:db8::1/64", "dev", "veth-r", "nodad"),
-		append(r, "link", "set", "veth-r", "up"),
-		append(h, "link", "set", "eth0", "up"),
-		append(h, "addr", "add", "192.0.2.10/24", "dev", "eth0"),
-		append(h, "addr", "add", "192.0.2.11/24", "dev", "eth0"),
-		append(h, "addr", "add", "2001:db8::10/64", "dev", "eth0", "nodad"),
-		append(h, "route", "add", "default", "via", "192.0.2.1"),
-		append(h, "route", "add", "198.51.100.0/24", "via", "192.0.2.1", "metric", "50"),
-		append(h, "route", "add", "default", "via", "192.0.2.1", "table", "100"),
-		append(h, "rule", "add", "iif", "eth0", "table", "100", "pref", "100"),
-	}
-	for _, s := range steps {
-		mustRun(t, s...)
-	}
-	return l
+	lan := testbed.NewLAN(t, testbed.UplinkOptions())
+	return &uplinkLAN{router: lan.Router.Name, hv: lan.HV.Name, runDir: t.TempDir()}
 }
 
 func mustRun(t testing.TB, args ...string) string {
@@ -79,17 +46,6 @@ func mustRun(t testing.TB, args ...string) string {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // tapbridge runs bin/tapbridge inside the hypervisor namespace.
