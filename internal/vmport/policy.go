@@ -1,14 +1,84 @@
 package vmport
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/vishvananda/netlink"
 
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/mac"
+	"github.com/tapbridge/tapbridge/internal/policy"
 )
 
-// applyPolicy programs the port policy of the configuration on the port.
-// TODO(issue 5): tenant safety lands here (package policy).
-func applyPolicy(c *config.Conf, br *netlink.Bridge, p Port) error { return nil }
+// Spec turns the configuration's port-policy keys and what is known of the
+// guest into the policy of its port. The guest's MAC and addresses come from
+// the front end (CNI result and args, QEMU's environment) and, failing that,
+// from the configuration's "mac" and "ips". A check that needs a value
+// nobody gave fails closed, with an error that says which key to set.
+func Spec(c *config.Conf, p Port) (policy.Spec, error) {
+	guestMAC := p.GuestMAC
+	if guestMAC == nil && c.MAC != "" {
+		m, err := mac.Parse(c.MAC)
+		if err != nil {
+			return policy.Spec{}, fmt.Errorf("config: \"mac\": %w", err)
+		}
+		guestMAC = m
+	}
+	ips := p.GuestIPs
+	if len(ips) == 0 {
+		var err error
+		if ips, err = config.ParseIPs("ips", c.IPs); err != nil {
+			return policy.Spec{}, err
+		}
+	}
+	if c.MACSpoofCheck && guestMAC == nil {
+		return policy.Spec{}, fmt.Errorf("config: \"macSpoofCheck\" needs the guest's MAC: set \"mac\" (%s for qemu-ifup, runtimeConfig.mac or CNI_ARGS MAC= for CNI)", config.EnvMAC)
+	}
+	if c.IPSpoofCheck && len(ips) == 0 {
+		return policy.Spec{}, fmt.Errorf("config: \"ipSpoofCheck\" needs the guest's addresses: set \"ips\" (%s for qemu-ifup) or configure \"ipam\"", config.EnvIPs)
+	}
+	s := policy.Spec{
+		MAC:           guestMAC,
+		IPs:           ips,
+		MACSpoofCheck: c.MACSpoofCheck,
+		IPSpoofCheck:  c.IPSpoofCheck,
+		DHCPGuard:     orTrue(c.DHCPGuard),
+		RAGuard:       orTrue(c.RAGuard),
+		Isolated:      c.Isolated,
+		VLAN:          c.VLAN,
+		BPDUGuard:     orTrue(c.BPDUGuard),
+	}
+	return s, s.Validate()
+}
+
+// orTrue is the value of an optional key that defaults to on.
+func orTrue(b *bool) bool { return b == nil || *b }
+
+// applyPolicy programs the port policy on the port, which is already a port
+// of br.
+func applyPolicy(c *config.Conf, br *netlink.Bridge, p Port) error {
+	s, err := Spec(c, p)
+	if err != nil {
+		return fmt.Errorf("port %q: %w", p.Name, err)
+	}
+	if err := policy.Apply(p.Name, s); err != nil {
+		if errors.Is(err, policy.ErrVLANUnsupported) {
+			return fmt.Errorf("port %q: \"vlan\" %d: %w", p.Name, c.VLAN, err)
+		}
+		return err
+	}
+	return nil
+}
 
 // removePolicy removes whatever applyPolicy added. Idempotent.
-func removePolicy(name string) error { return nil }
+func removePolicy(name string) error { return policy.Remove(name) }
+
+// ensureVLANs turns on VLAN filtering and tags the uplink's VLANs. The
+// caller holds the bridge lock.
+func ensureVLANs(c *config.Conf) error {
+	if err := policy.EnsureUplinkVLANs(c.Bridge, c.Uplink, c.UplinkVLANs); err != nil {
+		return fmt.Errorf("bridge %q: \"uplinkVlans\": %w", c.Bridge, err)
+	}
+	return nil
+}

@@ -37,7 +37,16 @@ func EnsureBridge(c *config.Conf) (*netlink.Bridge, error) {
 	if errors.Is(err, bridge.ErrNotBridge) {
 		return nil, fmt.Errorf("bridge %q exists and is not a bridge: %w", c.Bridge, err)
 	}
-	return br, err
+	if err != nil {
+		return nil, err
+	}
+	if c.VLAN == 0 && len(c.UplinkVLANs) == 0 {
+		return br, nil
+	}
+	if err := ensureVLANs(c); err != nil {
+		return nil, err
+	}
+	return bridge.Get(c.Bridge) // with VLAN filtering on
 }
 
 // Attach puts p on the configured bridge, under the bridge lock.
@@ -47,6 +56,9 @@ func Attach(c *config.Conf, p Port) error {
 		return err
 	}
 	defer lk.Unlock()
+	if _, err := Spec(c, p); err != nil {
+		return fmt.Errorf("port %q: %w", p.Name, err) // before anything changes
+	}
 	br, err := EnsureBridge(c)
 	if err != nil {
 		return err
