@@ -7,6 +7,7 @@ import (
 	"runtime"
 
 	"github.com/tapbridge/tapbridge/internal/cli"
+	"github.com/tapbridge/tapbridge/internal/cniplugin"
 )
 
 func init() {
@@ -15,5 +16,9 @@ func init() {
 }
 
 func main() {
+	if os.Getenv("CNI_COMMAND") != "" {
+		cniplugin.Main("CNI plugin tapbridge " + cli.Version)
+		return
+	}
 	os.Exit(cli.Main(os.Args[1:]))
 }
