@@ -28,6 +28,8 @@ Examples:
       -device virtio-net-pci,netdev=n0,mac=$(tapbridge mac vm1)    # as user qemu
   tapbridge tap del vm1-tap
   tapbridge tap add vm2-tap --config /etc/tapbridge/tapbridge.conf --group kvm --vnet-hdr
+  tapbridge tap add vm3-tap --owner alice --mac $(tapbridge mac vm3) --mac-spoof-check \
+      --ips 192.0.2.33 --ip-spoof-check --isolated
 `,
 	}
 	c.run = func(args []string, out io.Writer) error {
@@ -38,6 +40,8 @@ Examples:
 		group := fs.String("group", "", "group (name or gid) allowed to open the TAP (tap add)")
 		multiQueue := fs.Bool("multi-queue", false, "create a multi-queue TAP (QEMU queues=N) (tap add)")
 		vnetHdr := fs.Bool("vnet-hdr", false, "create the TAP with IFF_VNET_HDR (QEMU vnet_hdr=on) (tap add)")
+		var pf policyFlags
+		pf.register(fs)
 		if err := parse(fs, args); err != nil {
 			return handled(err)
 		}
@@ -55,7 +59,11 @@ Examples:
 					return fmt.Errorf("%w: --%s is for 'tap add'", ErrUsage, f)
 				}
 			}
+			if pf.changed(fs) {
+				return fmt.Errorf("%w: the port policy flags are for 'tap add'", ErrUsage)
+			}
 		}
+		pf.apply(fs, conf)
 		if fs.Changed("owner") {
 			conf.Owner = &config.ID{Name: *owner, Value: -1}
 		}

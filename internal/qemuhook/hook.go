@@ -1,0 +1,200 @@
+package qemuhook
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/tapbridge/tapbridge/internal/config"
+)
+
+// Mode is what the binary has been asked to be.
+type Mode int
+
+// The three personalities of the binary.
+const (
+	ModeIfup Mode = iota
+	ModeIfdown
+	ModeHelper
+)
+
+// ModeOf says what the binary is from its name (os.Args[0]) and arguments:
+// a name ending in "ifdown" is qemu-ifdown, a name containing
+// "bridge-helper" or any of the helper's flags is the bridge helper, and
+// anything else is qemu-ifup.
+func ModeOf(args []string) Mode {
+	name := ""
+	if len(args) > 0 {
+		name = filepath.Base(args[0])
+	}
+	switch {
+	case strings.Contains(name, "bridge-helper"):
+		return ModeHelper
+	case strings.HasSuffix(name, "ifdown"):
+		return ModeIfdown
+	}
+	for _, a := range args[min(1, len(args)):] {
+		if a == "--use-vnet" || strings.HasPrefix(a, "--br=") || strings.HasPrefix(a, "--fd=") {
+			return ModeHelper
+		}
+	}
+	return ModeIfup
+}
+
+// ErrUsage marks a command-line mistake (exit status 2).
+var ErrUsage = errors.New("usage")
+
+const usageText = `Usage:
+  qemu-ifup IFNAME                                   (QEMU -netdev tap,script=...)
+  qemu-ifdown IFNAME                                 (QEMU -netdev tap,downscript=...)
+  tapbridge-bridge-helper [--use-vnet] --br=BRIDGE --fd=N (QEMU -netdev bridge,helper=...)
+
+Environment: TAPBRIDGE_CONF (default /etc/tapbridge/tapbridge.conf),
+TAPBRIDGE_BRIDGE, TAPBRIDGE_MAC, TAPBRIDGE_IPS, TAPBRIDGE_VLAN,
+TAPBRIDGE_ISOLATED, TAPBRIDGE_RUN_DIR. See docs/qemu.md.
+`
+
+// Main runs the binary with args (os.Args) and returns the exit status.
+// Errors are printed to stderr as one line prefixed with the program name.
+func Main(args []string, stderr io.Writer) int {
+	prog := "qemu-ifup"
+	if len(args) > 0 {
+		prog = filepath.Base(args[0])
+	}
+	var rest []string
+	if len(args) > 1 {
+		rest = args[1:]
+	}
+	var err error
+	switch ModeOf(args) {
+	case ModeHelper:
+		// First of all, before a flag is even read: keep CAP_NET_ADMIN only.
+		if err = DropPrivileges(); err == nil {
+			err = Helper(rest, os.Getenv)
+		}
+	case ModeIfdown:
+		err = runHook(rest, Ifdown)
+	default:
+		err = runHook(rest, Ifup)
+	}
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, errHelp) {
+		fmt.Fprint(stderr, usageText)
+		return 0
+	}
+	fmt.Fprintf(stderr, "%s: %s\n", prog, oneLine(err.Error()))
+	if errors.Is(err, ErrUsage) {
+		return 2
+	}
+	return 1
+}
+
+var errHelp = errors.New("help")
+
+func runHook(args []string, hook func(string, func(string) string) error) error {
+	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h") {
+		return errHelp
+	}
+	if len(args) != 1 {
+		return fmt.Errorf("%w: want exactly one argument, the TAP name (QEMU passes it), got %d; run with --help", ErrUsage, len(args))
+	}
+	return hook(args[0], os.Getenv)
+}
+
+// oneLine keeps a message on one line: QEMU users see only that.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+}
+
+// Error is a hook failure: what was attempted on which TAP and bridge, and
+// why.
+type Error struct {
+	Op     string // "attach" or "detach"
+	TAP    string // may be empty when the helper failed before creating it
+	Bridge string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	tap := "a TAP"
+	if e.TAP != "" {
+		tap = fmt.Sprintf("TAP %q", e.TAP)
+	}
+	switch e.Op {
+	case "detach":
+		return fmt.Sprintf("cannot detach %s from bridge %q: %v", tap, e.Bridge, e.Err)
+	default:
+		return fmt.Sprintf("cannot attach %s to bridge %q: %v", tap, e.Bridge, e.Err)
+	}
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// loaded is a configuration read for a hook.
+type loaded struct {
+	conf *config.Conf
+	path string // the file read, or "" when none exists
+	// fileBridge is the bridge the file names (default br0): a bridge
+	// given per VM (TAPBRIDGE_BRIDGE, --br=) that differs from it does not
+	// get the file's uplink.
+	fileBridge string
+}
+
+// loadConf reads TAPBRIDGE_CONF, else the default file if it exists, and
+// applies the per-VM environment when perVM is true. On failure it still
+// returns the best guess of the bridge, for the error line.
+func loadConf(getenv func(string) string, perVM bool) (*loaded, string, error) {
+	path, optional := getenv(config.EnvConf), false
+	if path == "" {
+		path, optional = config.DefaultPath, true
+	}
+	guess := guessBridge(path, getenv, perVM)
+	c, err := config.Load(path, optional)
+	if err != nil {
+		return nil, guess, err
+	}
+	l := &loaded{conf: c, fileBridge: c.Bridge}
+	if _, err := os.Stat(path); err == nil {
+		l.path = path
+	}
+	if perVM {
+		if err := c.ApplyEnv(getenv); err != nil {
+			return nil, guess, err
+		}
+	}
+	l.rebridge(c.Bridge)
+	return l, c.Bridge, nil
+}
+
+// rebridge points the configuration at bridge. The uplink the file names
+// belongs to the file's bridge: another bridge, chosen per VM, gets none.
+func (l *loaded) rebridge(bridge string) {
+	l.conf.Bridge = bridge
+	if bridge != l.fileBridge {
+		l.conf.Uplink, l.conf.UplinkVLANs = "", nil
+	}
+}
+
+// guessBridge is the bridge a broken configuration most likely meant, for
+// the error message.
+func guessBridge(path string, getenv func(string) string, perVM bool) string {
+	if v := getenv(config.EnvBridge); perVM && v != "" {
+		return v
+	}
+	var partial struct {
+		Bridge string `json:"bridge"`
+	}
+	if data, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(data, &partial)
+	}
+	if partial.Bridge != "" {
+		return partial.Bridge
+	}
+	return config.DefaultBridge
+}

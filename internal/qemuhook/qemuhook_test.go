@@ -1,0 +1,742 @@
+package qemuhook
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/containernetworking/plugins/pkg/testutils"
+	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/tapbridge/tapbridge/internal/acl"
+	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/tap"
+)
+
+// inNewNS runs f in a new network namespace with its own state directory.
+func inNewNS(t *testing.T, f func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
+	}
+	t.Setenv("TAPBRIDGE_RUN_DIR", t.TempDir())
+	n, err := testutils.NewNS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); _ = testutils.UnmountNS(n) })
+	if err := n.Do(func(ns.NetNS) error { f(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// env is a fake process environment.
+type env map[string]string
+
+func (e env) get(k string) string { return e[k] }
+
+// writeConf writes a configuration file and returns an environment that
+// names it.
+func writeConf(t *testing.T, conf string) env {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tapbridge.conf")
+	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return env{config.EnvConf: p}
+}
+
+// links is every link of the namespace, one line each: what a failed hook
+// must leave exactly as it was.
+func links(t *testing.T) []string {
+	t.Helper()
+	ls, err := netlink.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range ls {
+		a := l.Attrs()
+		out = append(out, fmt.Sprintf("%s %s master=%d mtu=%d mac=%s up=%v", a.Name, l.Type(), a.MasterIndex, a.MTU, a.HardwareAddr, a.Flags&net.FlagUp != 0))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// qemuTAP makes a TAP the way QEMU does for -netdev tap: non-persistent,
+// held open by the test until cleanup.
+func qemuTAP(t *testing.T, name string) {
+	t.Helper()
+	f, _, err := tap.Open(name, tap.Options{Owner: tap.NoID, Group: tap.NoID, VnetHdr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+}
+
+func TestIfupIfdown(t *testing.T) {
+	inNewNS(t, func() {
+		e := writeConf(t, `{"bridge": "br0", "mtu": 9000}`)
+		e[config.EnvMAC] = "52:54:00:12:34:56"
+		qemuTAP(t, "tap0")
+		if err := Ifup("tap0", e.get); err != nil {
+			t.Fatal(err)
+		}
+		br, err := bridge.Get("br0")
+		if err != nil {
+			t.Fatalf("ifup did not create br0: %v", err)
+		}
+		l, _ := bridge.Link("tap0")
+		a := l.Attrs()
+		if a.MasterIndex != br.Attrs().Index || a.MTU != 9000 || a.HardwareAddr[0] != 0xFE || a.Flags&net.FlagUp == 0 {
+			t.Errorf("tap0 after ifup: master %d (br0 %d), MTU %d, MAC %s, flags %v", a.MasterIndex, br.Attrs().Index, a.MTU, a.HardwareAddr, a.Flags)
+		}
+		if err := Ifup("tap0", e.get); err != nil {
+			t.Errorf("second ifup: %v", err)
+		}
+		if err := Ifdown("tap0", e.get); err != nil {
+			t.Fatal(err)
+		}
+		l, _ = bridge.Link("tap0")
+		if l.Attrs().MasterIndex != 0 {
+			t.Errorf("tap0 still on a bridge after ifdown")
+		}
+		if err := Ifdown("tap0", e.get); err != nil {
+			t.Errorf("second ifdown: %v", err)
+		}
+	})
+}
+
+// TestIfupPerVMBridge: TAPBRIDGE_BRIDGE picks another bridge, which does
+// not get the uplink the file names for its own bridge.
+func TestIfupPerVMBridge(t *testing.T) {
+	inNewNS(t, func() {
+		e := writeConf(t, `{"bridge": "br0", "uplink": "eth0"}`)
+		e[config.EnvBridge] = "br-int"
+		qemuTAP(t, "tap0")
+		if err := Ifup("tap0", e.get); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bridge.Get("br-int"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bridge.Link("br0"); !errors.Is(err, bridge.ErrNotFound) {
+			t.Errorf("br0 = %v, want untouched", err)
+		}
+	})
+}
+
+func TestIfdownWhenTAPIsGone(t *testing.T) {
+	inNewNS(t, func() {
+		for _, e := range []env{{}, writeConf(t, `{"bridge": "br0"}`), writeConf(t, `{"mtu": "broken"}`)} {
+			if err := Ifdown("tap0", e.get); err != nil {
+				t.Errorf("ifdown of a gone TAP with %v = %v", e, err)
+			}
+		}
+	})
+}
+
+func TestIfdownRefusesNonTAP(t *testing.T) {
+	inNewNS(t, func() {
+		if _, _, err := bridge.Ensure(bridge.Spec{Name: "br0"}); err != nil {
+			t.Fatal(err)
+		}
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0", MasterIndex: mustIndex(t, "br0")}, PeerName: "eth0p"}
+		if err := netlink.LinkAdd(veth); err != nil {
+			t.Fatal(err)
+		}
+		before := links(t)
+		err := Ifdown("eth0", env{}.get)
+		if err == nil || !strings.Contains(err.Error(), `"eth0" is not a TAP but a veth link`) {
+			t.Fatalf("ifdown eth0 = %v", err)
+		}
+		if diff := cmp.Diff(before, links(t)); diff != "" {
+			t.Errorf("links changed (-before +after):\n%s", diff)
+		}
+	})
+}
+
+func mustIndex(t *testing.T, name string) int {
+	t.Helper()
+	l, err := bridge.Link(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().Index
+}
+
+// TestIfupFailures: one line naming the TAP, the bridge and the reason, and
+// the namespace exactly as it was.
+func TestIfupFailures(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T) env
+		tap   string
+		want  []string
+	}{
+		{
+			name: "bridge name is not a bridge",
+			setup: func(t *testing.T) env {
+				qemuTAP(t, "tap0")
+				if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "br0"}, PeerName: "br0p"}); err != nil {
+					t.Fatal(err)
+				}
+				return writeConf(t, `{"bridge": "br0"}`)
+			},
+			want: []string{`cannot attach TAP "tap0" to bridge "br0": `, `bridge "br0" exists and is not a bridge`},
+		},
+		{
+			name: "bad config",
+			setup: func(t *testing.T) env {
+				qemuTAP(t, "tap0")
+				return writeConf(t, `{"bridge": "br7", "mtu": 10}`)
+			},
+			want: []string{`cannot attach TAP "tap0" to bridge "br7": `, `"mtu": must be between 68 and 65535, got 10`},
+		},
+		{
+			name: "config is not JSON",
+			setup: func(t *testing.T) env {
+				qemuTAP(t, "tap0")
+				return writeConf(t, "bridge=br0\n")
+			},
+			want: []string{`cannot attach TAP "tap0" to bridge "br0": `, `invalid JSON`},
+		},
+		{
+			name: "TAPBRIDGE_CONF names a missing file",
+			setup: func(t *testing.T) env {
+				qemuTAP(t, "tap0")
+				return env{config.EnvConf: "/nonexistent/tapbridge.conf"}
+			},
+			want: []string{`TAP "tap0"`, `bridge "br0"`, `/nonexistent/tapbridge.conf: no such file or directory`},
+		},
+		{
+			name: "bad TAPBRIDGE_BRIDGE",
+			setup: func(t *testing.T) env {
+				qemuTAP(t, "tap0")
+				return env{config.EnvBridge: "a-bridge-name-too-long"}
+			},
+			want: []string{`TAP "tap0"`, `bridge "a-bridge-name-too-long"`, `22 bytes`},
+		},
+		{
+			name:  "TAP does not exist",
+			setup: func(t *testing.T) env { return env{} },
+			want:  []string{`cannot attach TAP "tap0" to bridge "br0": TAP "tap0" does not exist`},
+		},
+		{
+			name: "not a TAP",
+			setup: func(t *testing.T) env {
+				if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "tap0"}, PeerName: "tap0p"}); err != nil {
+					t.Fatal(err)
+				}
+				return env{}
+			},
+			want: []string{`TAP "tap0"`, `"tap0" is not a TAP but a veth link; refusing to touch it`},
+		},
+		{
+			name: "TAP on another bridge",
+			setup: func(t *testing.T) env {
+				qemuTAP(t, "tap0")
+				if _, _, err := bridge.Ensure(bridge.Spec{Name: "other"}); err != nil {
+					t.Fatal(err)
+				}
+				l, _ := bridge.Link("tap0")
+				if err := netlink.LinkSetMasterByIndex(l, mustIndex(t, "other")); err != nil {
+					t.Fatal(err)
+				}
+				return env{}
+			},
+			want: []string{`"tap0" is already a port of "other"`},
+		},
+		{
+			name: "ACL denies the bridge",
+			setup: func(t *testing.T) env {
+				qemuTAP(t, "tap0")
+				p := filepath.Join(t.TempDir(), "bridge.conf")
+				if err := os.WriteFile(p, []byte("allow all\ndeny br0\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return writeConf(t, fmt.Sprintf(`{"acl": %q}`, p))
+			},
+			want: []string{`cannot attach TAP "tap0" to bridge "br0": access denied by acl file `, `bridge.conf:2 (deny br0)`},
+		},
+		{
+			name: "ACL named but missing",
+			setup: func(t *testing.T) env {
+				qemuTAP(t, "tap0")
+				return writeConf(t, `{"acl": "/nonexistent/bridge.conf"}`)
+			},
+			want: []string{`TAP "tap0"`, `reading ACL: open /nonexistent/bridge.conf: no such file or directory`},
+		},
+		{
+			name:  "bad TAP name",
+			setup: func(t *testing.T) env { return env{} },
+			tap:   "tap/0",
+			want:  []string{`TAP "tap/0"`, `must not contain '/'`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inNewNS(t, func() {
+				e := tt.setup(t)
+				before := links(t)
+				name := tt.tap
+				if name == "" {
+					name = "tap0"
+				}
+				err := Ifup(name, e.get)
+				if err == nil {
+					t.Fatal("ifup succeeded")
+				}
+				var stderr bytes.Buffer
+				code := runMain(t, &stderr, err)
+				line := stderr.String()
+				if code != 1 || strings.Count(line, "\n") != 1 || !strings.HasPrefix(line, "qemu-ifup: ") {
+					t.Errorf("exit %d, stderr %q: want 1 and one line", code, line)
+				}
+				for _, w := range tt.want {
+					if !strings.Contains(line, w) {
+						t.Errorf("stderr %q lacks %q", line, w)
+					}
+				}
+				if diff := cmp.Diff(before, links(t)); diff != "" {
+					t.Errorf("a failed ifup changed links (-before +after):\n%s", diff)
+				}
+			})
+		})
+	}
+}
+
+// runMain prints err the way Main does.
+func runMain(t *testing.T, stderr *bytes.Buffer, err error) int {
+	t.Helper()
+	fmt.Fprintf(stderr, "qemu-ifup: %s\n", oneLine(err.Error()))
+	if errors.Is(err, ErrUsage) {
+		return 2
+	}
+	return 1
+}
+
+func TestMainUsage(t *testing.T) {
+	for _, args := range [][]string{{"qemu-ifup"}, {"/etc/qemu-ifup", "a", "b"}, {"qemu-ifdown"}, {"tapbridge-bridge-helper-x", "--bogus"}} {
+		if ModeOf(args) == ModeHelper {
+			// Main would drop this test's capabilities; check the parser.
+			if _, err := ParseHelperArgs(args[1:]); !errors.Is(err, ErrUsage) {
+				t.Errorf("%v: %v, want a usage error", args, err)
+			}
+			continue
+		}
+		var stderr bytes.Buffer
+		if code := Main(args, &stderr); code != 2 || strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("Main(%q) = %d, %q; want 2 and one line", args, code, stderr.String())
+		}
+	}
+}
+
+func TestModeOf(t *testing.T) {
+	tests := []struct {
+		args []string
+		want Mode
+	}{
+		{[]string{"/usr/libexec/tapbridge/qemu-ifup", "tap0"}, ModeIfup},
+		{[]string{"/etc/qemu-ifup", "tap0"}, ModeIfup},
+		{[]string{"bin/qemu-ifdown", "tap0"}, ModeIfdown},
+		{[]string{"/etc/qemu-ifdown", "tap0"}, ModeIfdown},
+		{[]string{"/usr/libexec/tapbridge/tapbridge-bridge-helper", "--use-vnet", "--fd=3", "--br=br0"}, ModeHelper},
+		{[]string{"/opt/qemu-ifup", "--use-vnet", "--fd=3", "--br=br0"}, ModeHelper},
+		{[]string{"/opt/qemu-ifup", "--br=br0", "--fd=3"}, ModeHelper},
+		{[]string{}, ModeIfup},
+	}
+	for _, tt := range tests {
+		if got := ModeOf(tt.args); got != tt.want {
+			t.Errorf("ModeOf(%q) = %v, want %v", tt.args, got, tt.want)
+		}
+	}
+}
+
+func TestParseHelperArgs(t *testing.T) {
+	tests := []struct {
+		args []string
+		want HelperArgs
+		err  string
+	}{
+		{[]string{"--use-vnet", "--fd=7", "--br=br0"}, HelperArgs{VnetHdr: true, Bridge: "br0", FD: 7}, ""},
+		{[]string{"--br=br1", "--fd=3"}, HelperArgs{Bridge: "br1", FD: 3}, ""},
+		{[]string{"--br=br0"}, HelperArgs{}, "want [--use-vnet] --br=BRIDGE --fd=N"},
+		{[]string{"--fd=3"}, HelperArgs{}, "want [--use-vnet] --br=BRIDGE --fd=N"},
+		{[]string{"--br=br0", "--fd=x"}, HelperArgs{}, `--fd wants a descriptor number, got "x"`},
+		{[]string{"--br", "br0", "--fd=3"}, HelperArgs{}, `unknown argument "--br"`},
+	}
+	for _, tt := range tests {
+		got, err := ParseHelperArgs(tt.args)
+		if tt.err != "" {
+			if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("ParseHelperArgs(%q) = %v, want usage error %q", tt.args, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("ParseHelperArgs(%q) = %v", tt.args, err)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("ParseHelperArgs(%q) (-want +got):\n%s", tt.args, diff)
+		}
+	}
+}
+
+// socketpair returns QEMU's end and the helper's end of the socket QEMU
+// reads the TAP from.
+func socketpair(t *testing.T) (qemu, helper int) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+	return fds[0], fds[1]
+}
+
+// recvFD is QEMU's recv_fd: one byte and one descriptor.
+func recvFD(t *testing.T, sock int) int {
+	t.Helper()
+	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+	if err != nil || n != 1 {
+		t.Fatalf("recvmsg = %d, %v", n, err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("control messages %v, %v", msgs, err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		t.Fatalf("rights %v, %v", fds, err)
+	}
+	return fds[0]
+}
+
+func TestHelper(t *testing.T) {
+	inNewNS(t, func() {
+		dir := t.TempDir()
+		aclPath := filepath.Join(dir, "bridge.conf")
+		if err := os.WriteFile(aclPath, []byte("allow br0\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e := writeConf(t, fmt.Sprintf(`{"bridge": "br0", "mtu": 4000, "acl": %q}`, aclPath))
+		qemu, sock := socketpair(t)
+		if err := helper([]string{"--use-vnet", fmt.Sprintf("--fd=%d", sock), "--br=br0"}, e.get, Caller{}); err != nil {
+			t.Fatal(err)
+		}
+		fd := recvFD(t, qemu)
+		var name string
+		ls, _ := netlink.LinkList()
+		for _, l := range ls {
+			if strings.HasPrefix(l.Attrs().Name, "tap") {
+				name = l.Attrs().Name
+			}
+		}
+		if name == "" {
+			t.Fatal("no TAP after the helper ran")
+		}
+		info, err := tap.Inspect(name)
+		if err != nil || info.Persistent || !info.VnetHdr {
+			t.Errorf("TAP %s: %+v, %v; want non-persistent with vnet_hdr", name, info, err)
+		}
+		l, _ := bridge.Link(name)
+		if a := l.Attrs(); a.MasterIndex != mustIndex(t, "br0") || a.MTU != 4000 || a.HardwareAddr[0] != 0xFE || a.Flags&net.FlagUp == 0 {
+			t.Errorf("TAP %s: master %d, MTU %d, MAC %s, flags %v", name, a.MasterIndex, a.MTU, a.HardwareAddr, a.Flags)
+		}
+		// The descriptor QEMU received is the TAP: once it is closed (QEMU
+		// exits) the TAP is gone.
+		unix.Close(fd)
+		if _, err := bridge.Link(name); !errors.Is(err, bridge.ErrNotFound) {
+			t.Errorf("TAP %s after QEMU closed it: %v", name, err)
+		}
+	})
+}
+
+func TestHelperFailures(t *testing.T) {
+	tests := []struct {
+		name   string
+		acl    string // "" = none
+		conf   string
+		args   func(sock int) []string
+		caller Caller
+		want   []string
+	}{
+		{
+			name: "ACL denies",
+			acl:  "allow all\ndeny br0\n",
+			args: func(s int) []string { return []string{"--use-vnet", fmt.Sprintf("--fd=%d", s), "--br=br0"} },
+			want: []string{`cannot attach a TAP to bridge "br0": access denied by acl file`, `(deny br0) (uid 0)`},
+		},
+		{
+			name: "no rule allows",
+			acl:  "allow br1\n",
+			args: func(s int) []string { return []string{fmt.Sprintf("--fd=%d", s), "--br=br0"} },
+			want: []string{`no rule allows bridge "br0" (the default is deny)`},
+		},
+		{
+			name: "no ACL file",
+			conf: `{"acl": "/nonexistent/bridge.conf"}`,
+			args: func(s int) []string { return []string{fmt.Sprintf("--fd=%d", s), "--br=br0"} },
+			want: []string{`reading ACL: open /nonexistent/bridge.conf`},
+		},
+		{
+			name: "bridge name too long",
+			acl:  "allow all\n",
+			args: func(s int) []string { return []string{fmt.Sprintf("--fd=%d", s), "--br=br-0123456789abc"} },
+			want: []string{`bridge "br-0123456789abc": invalid interface name: 16 bytes, at most 15 allowed`},
+		},
+		{
+			name: "fd is not a socket",
+			acl:  "allow all\n",
+			args: func(int) []string { return []string{"--fd=0", "--br=br0"} },
+			want: []string{`--fd=0 is not a socket`},
+		},
+		{
+			name: "fd is closed",
+			acl:  "allow all\n",
+			args: func(int) []string { return []string{"--fd=999", "--br=br0"} },
+			want: []string{`--fd=999: bad file descriptor`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inNewNS(t, func() {
+				conf := tt.conf
+				if tt.acl != "" {
+					p := filepath.Join(t.TempDir(), "bridge.conf")
+					if err := os.WriteFile(p, []byte(tt.acl), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					conf = fmt.Sprintf(`{"acl": %q}`, p)
+				}
+				e := writeConf(t, conf)
+				_, sock := socketpair(t)
+				before := links(t)
+				err := helper(tt.args(sock), e.get, tt.caller)
+				if err == nil {
+					t.Fatal("helper succeeded")
+				}
+				for _, w := range tt.want {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q lacks %q", err, w)
+					}
+				}
+				if diff := cmp.Diff(before, links(t)); diff != "" {
+					t.Errorf("a failed helper changed links (-before +after):\n%s", diff)
+				}
+			})
+		})
+	}
+}
+
+// TestHelperEnvForUsers: for a caller other than root, the helper ignores
+// the per-VM overrides and accepts TAPBRIDGE_CONF and TAPBRIDGE_RUN_DIR
+// only when they are root's and nobody else can write them.
+func TestHelperEnvForUsers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: makes files owned by another user")
+	}
+	user := Caller{UID: 65534, GID: 65534}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, mode os.FileMode, uid int) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(`{}`), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, 0); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.conf", 0o644, 0)
+	theirs := write("theirs.conf", 0o644, 65534)
+	writable := write("writable.conf", 0o666, 0)
+	link := filepath.Join(dir, "link.conf")
+	if err := os.Symlink(good, link); err != nil {
+		t.Fatal(err)
+	}
+	runDir := filepath.Join(dir, "run")
+	if err := os.MkdirAll(filepath.Join(runDir, "lock"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bare := filepath.Join(dir, "bare")
+	if err := os.Mkdir(bare, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name string
+		env  env
+		want string // error part; "" = accepted
+	}{
+		{"root's file", env{config.EnvConf: good}, ""},
+		{"symlink to root's file", env{config.EnvConf: link}, ""},
+		{"the user's file", env{config.EnvConf: theirs}, "is owned by uid 65534, not by root"},
+		{"a world-writable file", env{config.EnvConf: writable}, "is writable by group or others"},
+		{"a missing file", env{config.EnvConf: filepath.Join(dir, "none")}, "no such file"},
+		{"a state directory root made", env{envRunDir: runDir}, ""},
+		{"a directory without lock/", env{envRunDir: bare}, "TAPBRIDGE_RUN_DIR"},
+		{"/tmp", env{envRunDir: os.TempDir()}, "TAPBRIDGE_RUN_DIR"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(envRunDir, os.Getenv(envRunDir)) // restored after the test
+			get, err := helperEnv(tt.env.get, user)
+			if tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("helperEnv = %v, want error containing %q", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := tt.env[config.EnvConf]; p != "" && get(config.EnvConf) != good {
+				t.Errorf("TAPBRIDGE_CONF = %q, want the resolved %q", get(config.EnvConf), good)
+			}
+		})
+	}
+	t.Run("per-VM overrides are ignored", func(t *testing.T) {
+		get, err := helperEnv(env{config.EnvBridge: "br9", config.EnvIPs: "192.0.2.0/24", config.EnvIsolated: "false"}.get, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{config.EnvBridge, config.EnvIPs, config.EnvIsolated} {
+			if get(k) != "" {
+				t.Errorf("%s = %q for uid 65534", k, get(k))
+			}
+		}
+	})
+	t.Run("ACL files the user could edit grant nothing", func(t *testing.T) {
+		if err := os.WriteFile(good, []byte("allow br0\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		read := aclReader(user)
+		if _, err := read(good); err != nil {
+			t.Errorf("root's ACL: %v", err)
+		}
+		if _, err := read(theirs); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+			t.Errorf("the user's ACL: %v", err)
+		}
+		a, err := acl.Load(good, read)
+		if err != nil || len(a.Files) != 1 {
+			t.Errorf("Load = %+v, %v", a, err)
+		}
+	})
+}
+
+func TestAddDeleteTAP(t *testing.T) {
+	inNewNS(t, func() {
+		c := &config.Conf{MTU: 9000, Owner: &config.ID{Name: "nobody", Value: -1}, VnetHdr: true}
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := AddTAP(c, "tap1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Changed || res.MTU != 9000 || !strings.HasPrefix(res.MAC, "fe:") {
+			t.Errorf("AddTAP = %+v", res)
+		}
+		info, err := tap.Inspect("tap1")
+		want := tap.Info{Owner: 65534, Group: tap.NoID, Persistent: true, VnetHdr: true}
+		if err != nil || info != want {
+			t.Errorf("tap1 = %+v, %v; want %+v", info, err, want)
+		}
+		if again, err := AddTAP(c, "tap1"); err != nil || again.Changed {
+			t.Errorf("second AddTAP = %+v, %v; want no change", again, err)
+		}
+		// While a QEMU holds it, add is still fine and del refuses.
+		f, _, err := tap.Open("tap1", tap.Options{Owner: 65534, Group: tap.NoID, VnetHdr: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, err := AddTAP(c, "tap1"); err != nil || again.Changed {
+			t.Errorf("AddTAP while in use = %+v, %v", again, err)
+		}
+		if _, err := DeleteTAP(c, "tap1"); !errors.Is(err, tap.ErrBusy) {
+			t.Errorf("DeleteTAP while in use = %v, want ErrBusy", err)
+		}
+		f.Close()
+		if res, err := DeleteTAP(c, "tap1"); err != nil || !res.Changed {
+			t.Fatalf("DeleteTAP = %+v, %v", res, err)
+		}
+		if _, err := bridge.Link("tap1"); !errors.Is(err, bridge.ErrNotFound) {
+			t.Errorf("tap1 after delete: %v", err)
+		}
+		if res, err := DeleteTAP(c, "tap1"); err != nil || res.Changed {
+			t.Errorf("second DeleteTAP = %+v, %v", res, err)
+		}
+	})
+}
+
+func TestAddTAPFailureLeavesNothing(t *testing.T) {
+	inNewNS(t, func() {
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "br0"}, PeerName: "br0p"}); err != nil {
+			t.Fatal(err)
+		}
+		before := links(t)
+		c := &config.Conf{}
+		_ = c.Validate()
+		if _, err := AddTAP(c, "tap1"); err == nil || !strings.Contains(err.Error(), "not a bridge") {
+			t.Fatalf("AddTAP = %v", err)
+		}
+		if diff := cmp.Diff(before, links(t)); diff != "" {
+			t.Errorf("links changed (-before +after):\n%s", diff)
+		}
+		// And no link that is not a TAP is ever deleted or detached.
+		if _, err := DeleteTAP(c, "br0p"); err == nil || !strings.Contains(err.Error(), "not a TAP") {
+			t.Errorf("DeleteTAP(veth) = %v", err)
+		}
+		if _, err := AddTAP(c, "br0p"); err == nil || !strings.Contains(err.Error(), "not a TAP") {
+			t.Errorf("AddTAP(veth) = %v", err)
+		}
+		if diff := cmp.Diff(before, links(t)); diff != "" {
+			t.Errorf("links changed (-before +after):\n%s", diff)
+		}
+	})
+}
+
+// TestExampleConfigs keeps conf/tapbridge.conf and conf/bridge.conf valid.
+func TestExampleConfigs(t *testing.T) {
+	data, err := os.ReadFile("../../conf/tapbridge.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Parse(data)
+	if err != nil {
+		t.Fatalf("conf/tapbridge.conf: %v", err)
+	}
+	if c.Bridge != "br0" || c.Uplink != "eth0" || c.ACL != acl.DefaultPath {
+		t.Errorf("conf/tapbridge.conf: bridge %q uplink %q acl %q", c.Bridge, c.Uplink, c.ACL)
+	}
+	a, err := acl.Load("../../conf/bridge.conf", os.ReadFile)
+	if err != nil {
+		t.Fatalf("conf/bridge.conf: %v", err)
+	}
+	if err := a.Check("br0"); err != nil {
+		t.Errorf("conf/bridge.conf: %v", err)
+	}
+	if err := a.Check("br1"); !errors.Is(err, acl.ErrDenied) {
+		t.Errorf("conf/bridge.conf allows br1: %v", err)
+	}
+}
