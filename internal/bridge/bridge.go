@@ -134,9 +134,19 @@ func Ports(br netlink.Link) ([]netlink.Link, error) {
 }
 
 // Attach makes port a port of br: MTU set to the bridge's, MAC first byte
-// set to 0xFE (setMAC), enslaved, and up. It is idempotent.
-func Attach(port netlink.Link, br *netlink.Bridge, setMAC bool) error {
+// set to 0xFE (setMAC), enslaved, and up. It is idempotent. A port that
+// already has another master is refused before anything changes; if a later
+// step fails, the port is put back as it was.
+func Attach(port netlink.Link, br *netlink.Bridge, setMAC bool) (err error) {
 	a := port.Attrs()
+	if a.MasterIndex != 0 && a.MasterIndex != br.Attrs().Index {
+		return fmt.Errorf("%q is already a port of another master (ifindex %d)", a.Name, a.MasterIndex)
+	}
+	defer func() {
+		if err != nil {
+			restore(port)
+		}
+	}()
 	if br.Attrs().MTU != 0 && a.MTU != br.Attrs().MTU {
 		if err := netlink.LinkSetMTU(port, br.Attrs().MTU); err != nil {
 			return fmt.Errorf("setting MTU of %q to %d (the MTU of bridge %q): %w", a.Name, br.Attrs().MTU, br.Attrs().Name, err)
@@ -148,9 +158,6 @@ func Attach(port netlink.Link, br *netlink.Bridge, setMAC bool) error {
 		}
 	}
 	if a.MasterIndex != br.Attrs().Index {
-		if a.MasterIndex != 0 {
-			return fmt.Errorf("%q is already a port of another master (ifindex %d)", a.Name, a.MasterIndex)
-		}
 		if err := netlink.LinkSetMasterByIndex(port, br.Attrs().Index); err != nil {
 			return fmt.Errorf("attaching %q to bridge %q: %w", a.Name, br.Attrs().Name, err)
 		}
@@ -161,6 +168,31 @@ func Attach(port netlink.Link, br *netlink.Bridge, setMAC bool) error {
 		}
 	}
 	return nil
+}
+
+// Restore puts port back as it was before Attach: its master, MTU, MAC and
+// up state as recorded in port's attributes. Best effort; for rollbacks.
+func Restore(port netlink.Link) { restore(port) }
+
+func restore(port netlink.Link) {
+	a := port.Attrs()
+	cur, err := Link(a.Name)
+	if err != nil {
+		return
+	}
+	c := cur.Attrs()
+	if a.MasterIndex == 0 && c.MasterIndex != 0 {
+		_ = netlink.LinkSetNoMaster(cur)
+	}
+	if a.Flags&net.FlagUp == 0 && c.Flags&net.FlagUp != 0 {
+		_ = netlink.LinkSetDown(cur)
+	}
+	if c.MTU != a.MTU {
+		_ = netlink.LinkSetMTU(cur, a.MTU)
+	}
+	if c.HardwareAddr.String() != a.HardwareAddr.String() {
+		_ = netlink.LinkSetHardwareAddr(cur, a.HardwareAddr)
+	}
 }
 
 // Detach releases port from its bridge. It succeeds if the port is gone or

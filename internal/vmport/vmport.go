@@ -68,12 +68,11 @@ func Attach(c *config.Conf, p Port) error {
 		return err
 	}
 	if err := bridge.Attach(link, br, true); err != nil {
-		_ = bridge.Detach(p.Name)
-		return err
+		return err // Attach rolled itself back
 	}
 	if err := applyPolicy(c, br, p); err != nil {
 		_ = removePolicy(p.Name)
-		_ = bridge.Detach(p.Name)
+		bridge.Restore(link)
 		return err
 	}
 	return nil
