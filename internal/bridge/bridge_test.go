@@ -3,29 +3,15 @@ package bridge
 import (
 	"errors"
 	"net"
-	"os"
 	"testing"
 
-	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/testutils"
+	"github.com/tapbridge/tapbridge/internal/nstest"
+
 	"github.com/vishvananda/netlink"
 )
 
-// inNewNS runs f inside a throwaway network namespace.
-func inNewNS(t *testing.T, f func()) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	n, err := testutils.NewNS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close(); _ = testutils.UnmountNS(n) })
-	if err := n.Do(func(ns.NetNS) error { f(); return nil }); err != nil {
-		t.Fatal(err)
-	}
-}
+// inNewNS runs f in a throwaway network namespace.
+func inNewNS(tb testing.TB, f func()) { tb.Helper(); nstest.Run(tb, f) }
 
 func TestEnsureCreatesWithMACAndMTU(t *testing.T) {
 	inNewNS(t, func() {

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/testutils"
+	"github.com/tapbridge/tapbridge/internal/nstest"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -23,22 +23,8 @@ import (
 	"github.com/tapbridge/tapbridge/internal/tap"
 )
 
-// inNewNS runs f in a new network namespace with its own state directory.
-func inNewNS(t *testing.T, f func()) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	t.Setenv("TAPBRIDGE_RUN_DIR", t.TempDir())
-	n, err := testutils.NewNS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close(); _ = testutils.UnmountNS(n) })
-	if err := n.Do(func(ns.NetNS) error { f(); return nil }); err != nil {
-		t.Fatal(err)
-	}
-}
+// inNewNS runs f in a throwaway network namespace.
+func inNewNS(tb testing.TB, f func()) { tb.Helper(); nstest.Run(tb, f) }
 
 // env is a fake process environment.
 type env map[string]string

@@ -2,28 +2,15 @@ package tap
 
 import (
 	"errors"
-	"os"
 	"testing"
 
-	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/testutils"
+	"github.com/tapbridge/tapbridge/internal/nstest"
+
 	"github.com/vishvananda/netlink"
 )
 
-func inNewNS(t *testing.T, f func()) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	n, err := testutils.NewNS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close(); _ = testutils.UnmountNS(n) })
-	if err := n.Do(func(ns.NetNS) error { f(); return nil }); err != nil {
-		t.Fatal(err)
-	}
-}
+// inNewNS runs f in a throwaway network namespace.
+func inNewNS(tb testing.TB, f func()) { tb.Helper(); nstest.Run(tb, f) }
 
 func TestCreateInspectDelete(t *testing.T) {
 	inNewNS(t, func() {

@@ -2,12 +2,11 @@ package vmport
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
-	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/testutils"
+	"github.com/tapbridge/tapbridge/internal/nstest"
+
 	"github.com/vishvananda/netlink"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
@@ -15,21 +14,8 @@ import (
 	"github.com/tapbridge/tapbridge/internal/tap"
 )
 
-func inNewNS(tb testing.TB, f func()) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: creates a network namespace")
-	}
-	tb.Setenv("TAPBRIDGE_RUN_DIR", tb.TempDir())
-	n, err := testutils.NewNS()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { n.Close(); _ = testutils.UnmountNS(n) })
-	if err := n.Do(func(ns.NetNS) error { f(); return nil }); err != nil {
-		tb.Fatal(err)
-	}
-}
+// inNewNS runs f in a throwaway network namespace.
+func inNewNS(tb testing.TB, f func()) { tb.Helper(); nstest.Run(tb, f) }
 
 func TestAttachDetach(t *testing.T) {
 	inNewNS(t, func() {
