@@ -1,0 +1,58 @@
+package cniplugin
+
+import (
+	"errors"
+	"net"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/vishvananda/netlink"
+
+	"github.com/tapbridge/tapbridge/internal/bridge"
+)
+
+// cmdStatus reports whether the plugin can serve ADDs: error 50 (plugin not
+// available) when the bridge, or the configured uplink, is missing or down.
+func cmdStatus(args *skel.CmdArgs) error {
+	c, err := load(args)
+	if err != nil {
+		return err
+	}
+	br, err := bridge.Get(c.Bridge)
+	switch {
+	case errors.Is(err, bridge.ErrNotFound):
+		return cniErr(types.ErrPluginNotAvailable, "bridge %q does not exist (run 'tapbridge up --bridge %s%s')", c.Bridge, c.Bridge, uplinkFlag(c.Uplink))
+	case errors.Is(err, bridge.ErrNotBridge):
+		return cniErr(types.ErrPluginNotAvailable, "%v", err)
+	case err != nil:
+		return cniErr(types.ErrPluginNotAvailable, "bridge %q: %v", c.Bridge, err)
+	case br.Attrs().Flags&net.FlagUp == 0:
+		return cniErr(types.ErrPluginNotAvailable, "bridge %q is down", c.Bridge)
+	}
+	if c.Uplink != "" {
+		up, err := bridge.Link(c.Uplink)
+		if err != nil {
+			return cniErr(types.ErrPluginNotAvailable, "uplink: %v", err)
+		}
+		a := up.Attrs()
+		switch {
+		case a.Flags&net.FlagUp == 0:
+			return cniErr(types.ErrPluginNotAvailable, "uplink %q is down", c.Uplink)
+		case a.OperState == netlink.OperDown || a.OperState == netlink.OperLowerLayerDown:
+			return cniErr(types.ErrPluginNotAvailable, "uplink %q has no carrier (cable or peer down)", c.Uplink)
+		}
+	}
+	if c.IPAM.Type != "" {
+		if err := ipamStatus(c.IPAM.Type, args.StdinData); err != nil {
+			return asCNI(err, types.ErrPluginNotAvailable)
+		}
+	}
+	return nil
+}
+
+func uplinkFlag(up string) string {
+	if up == "" {
+		return ""
+	}
+	return " --uplink " + up
+}
