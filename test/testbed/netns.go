@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -149,15 +150,21 @@ func (n *NetNS) prefix() []string {
 	return []string{"nsenter", "--net=" + n.Path, "--"}
 }
 
-// Exec runs name inside the namespace and returns its combined output. The
-// error carries the output too.
+// Exec runs name inside the namespace and returns its standard output; on
+// failure it returns standard output and error together, and the error
+// carries them too. On success stderr is dropped: ip(8) warns there about
+// the peers of veths whose namespace another test is deleting meanwhile,
+// which must not end up in output the caller parses.
 func (n *NetNS) Exec(name string, args ...string) (string, error) {
-	out, err := n.Command(name, args...).CombinedOutput()
-	if err != nil {
+	var stdout, stderr bytes.Buffer
+	cmd := n.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		out := append(stdout.Bytes(), stderr.Bytes()...)
 		what := fmt.Sprintf("running %q in netns %q", strings.Join(append([]string{name}, args...), " "), n)
 		return string(out), withOutput(what, err, out)
 	}
-	return string(out), nil
+	return stdout.String(), nil
 }
 
 // withOutput wraps err as "what: err: output", leaving out an empty output.
