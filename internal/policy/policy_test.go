@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/test/frames"
 )
 
 var (
@@ -59,8 +60,8 @@ func TestValidate(t *testing.T) {
 		{"multicast MAC", Spec{MAC: mustMAC("01:00:5e:00:00:01")}, "multicast"},
 		{"zero MAC", Spec{MAC: make(net.HardwareAddr, 6)}, "all zeroes"},
 		{"invalid IP", Spec{IPs: []netip.Addr{{}}}, "IPs"},
-		{"unspecified IP", Spec{IPs: []netip.Addr{zero4}}, "0.0.0.0"},
-		{"multicast IP", Spec{IPs: []netip.Addr{allNodes}}, "ff02::1"},
+		{"unspecified IP", Spec{IPs: []netip.Addr{frames.Zero4}}, "0.0.0.0"},
+		{"multicast IP", Spec{IPs: []netip.Addr{frames.AllNodes}}, "ff02::1"},
 		{"zoned IP", Spec{IPs: []netip.Addr{vmLL.WithZone("eth0")}}, "zone"},
 		{"VLAN too big", Spec{VLAN: 4095}, "VLAN 4095"},
 		{"VLAN negative", Spec{VLAN: -1}, "VLAN -1"},
@@ -221,42 +222,42 @@ func (l *lab) ruleset() string {
 
 // The probes a VM with vmMAC, vmIP4, vmIP6 and vmLL sends; fresh nonces on
 // every call.
-func vmProbes() []probe {
-	own := udp4Probe("own IPv4", vmMAC, vmIP4, lanBcast, 1000, 2000)
-	spoofedPayload := udp4Probe("tagged, spoofed IPv4", vmMAC, otherIP4, lanBcast, 1000, 2000)
-	taggedOwn := udp4Probe("tagged, own IPv4", vmMAC, vmIP4, lanBcast, 1000, 2000)
-	doubleTagged := udp4Probe("double-tagged, own IPv4", vmMAC, vmIP4, lanBcast, 1000, 2000)
-	innerAD := udp4Probe("802.1ad inside 802.1Q, own IPv4", vmMAC, vmIP4, lanBcast, 1000, 2000)
-	return []probe{
+func vmProbes() []frames.Probe {
+	own := frames.UDP4Probe("own IPv4", vmMAC, vmIP4, lanBcast, 1000, 2000)
+	spoofedPayload := frames.UDP4Probe("tagged, spoofed IPv4", vmMAC, otherIP4, lanBcast, 1000, 2000)
+	taggedOwn := frames.UDP4Probe("tagged, own IPv4", vmMAC, vmIP4, lanBcast, 1000, 2000)
+	doubleTagged := frames.UDP4Probe("double-tagged, own IPv4", vmMAC, vmIP4, lanBcast, 1000, 2000)
+	innerAD := frames.UDP4Probe("802.1ad inside 802.1Q, own IPv4", vmMAC, vmIP4, lanBcast, 1000, 2000)
+	return []frames.Probe{
 		own,
-		udp4Probe("spoofed MAC", otherMAC, vmIP4, lanBcast, 1000, 2000),
-		udp4Probe("spoofed IPv4", vmMAC, otherIP4, lanBcast, 1000, 2000),
-		arpProbe("ARP own", vmMAC, vmMAC, vmIP4, routerIP),
-		arpProbe("ARP probe from 0.0.0.0", vmMAC, vmMAC, zero4, vmIP4),
-		arpProbe("ARP claiming another IP", vmMAC, vmMAC, otherIP4, routerIP),
-		arpProbe("ARP with another sender MAC", vmMAC, otherMAC, vmIP4, routerIP),
-		udp4Probe("DHCP discover from 0.0.0.0", vmMAC, zero4, v4Broadcast, 68, 67),
-		udp4Probe("UDP from 0.0.0.0", vmMAC, zero4, v4Broadcast, 1000, 2000),
-		udp4Probe("DHCP offer", vmMAC, vmIP4, v4Broadcast, 67, 68),
-		udp6Probe("own IPv6", vmMAC, vmIP6, allNodes, 1000, 2000),
-		udp6Probe("spoofed IPv6", vmMAC, otherIP6, allNodes, 1000, 2000),
-		udp6Probe("link-local IPv6", vmMAC, vmLL, allNodes, 1000, 2000),
-		udp6Probe("UDP from ::", vmMAC, zero6, allNodes, 1000, 2000),
-		nsProbe("DAD for own address", vmMAC, zero6, vmIP6),
-		nsProbe("DAD for link-local", vmMAC, zero6, vmLL),
-		nsProbe("DAD for another address", vmMAC, zero6, otherIP6),
-		nsProbe("NS for the router", vmMAC, vmLL, netip.MustParseAddr("2001:db8::1")),
-		naProbe("NA for own address", vmMAC, vmLL, vmIP6),
-		naProbe("NA for another address", vmMAC, vmLL, otherIP6),
-		rsProbe("RS from ::", vmMAC, zero6),
-		raProbe("RA", vmMAC, vmLL),
-		redirectProbe("redirect", vmMAC, vmLL, netip.MustParseAddr("fe80::1"), otherIP6),
-		udp6Probe("DHCPv6 solicit", vmMAC, vmLL, dhcp6Servers, 546, 547),
-		udp6Probe("DHCPv6 advertise", vmMAC, vmLL, allNodes, 547, 546),
-		{taggedOwn.name, taggedOwn.nonce, vlanTag(taggedOwn.frame, ether8021Q, 5)},
-		{spoofedPayload.name, spoofedPayload.nonce, vlanTag(spoofedPayload.frame, ether8021Q, 5)},
-		{doubleTagged.name, doubleTagged.nonce, vlanTag(vlanTag(doubleTagged.frame, ether8021Q, 6), ether8021AD, 5)},
-		{innerAD.name, innerAD.nonce, vlanTag(vlanTag(innerAD.frame, ether8021AD, 6), ether8021Q, 5)},
+		frames.UDP4Probe("spoofed MAC", otherMAC, vmIP4, lanBcast, 1000, 2000),
+		frames.UDP4Probe("spoofed IPv4", vmMAC, otherIP4, lanBcast, 1000, 2000),
+		frames.ARPProbe("ARP own", vmMAC, vmMAC, vmIP4, routerIP),
+		frames.ARPProbe("ARP probe from 0.0.0.0", vmMAC, vmMAC, frames.Zero4, vmIP4),
+		frames.ARPProbe("ARP claiming another IP", vmMAC, vmMAC, otherIP4, routerIP),
+		frames.ARPProbe("ARP with another sender MAC", vmMAC, otherMAC, vmIP4, routerIP),
+		frames.UDP4Probe("DHCP discover from 0.0.0.0", vmMAC, frames.Zero4, frames.V4Broadcast, 68, 67),
+		frames.UDP4Probe("UDP from 0.0.0.0", vmMAC, frames.Zero4, frames.V4Broadcast, 1000, 2000),
+		frames.UDP4Probe("DHCP offer", vmMAC, vmIP4, frames.V4Broadcast, 67, 68),
+		frames.UDP6Probe("own IPv6", vmMAC, vmIP6, frames.AllNodes, 1000, 2000),
+		frames.UDP6Probe("spoofed IPv6", vmMAC, otherIP6, frames.AllNodes, 1000, 2000),
+		frames.UDP6Probe("link-local IPv6", vmMAC, vmLL, frames.AllNodes, 1000, 2000),
+		frames.UDP6Probe("UDP from ::", vmMAC, frames.Zero6, frames.AllNodes, 1000, 2000),
+		frames.NSProbe("DAD for own address", vmMAC, frames.Zero6, vmIP6),
+		frames.NSProbe("DAD for link-local", vmMAC, frames.Zero6, vmLL),
+		frames.NSProbe("DAD for another address", vmMAC, frames.Zero6, otherIP6),
+		frames.NSProbe("NS for the router", vmMAC, vmLL, netip.MustParseAddr("2001:db8::1")),
+		frames.NAProbe("NA for own address", vmMAC, vmLL, vmIP6),
+		frames.NAProbe("NA for another address", vmMAC, vmLL, otherIP6),
+		frames.RSProbe("RS from ::", vmMAC, frames.Zero6),
+		frames.RAProbe("RA", vmMAC, vmLL),
+		frames.RedirectProbe("redirect", vmMAC, vmLL, netip.MustParseAddr("fe80::1"), otherIP6),
+		frames.UDP6Probe("DHCPv6 solicit", vmMAC, vmLL, frames.DHCP6Servers, 546, 547),
+		frames.UDP6Probe("DHCPv6 advertise", vmMAC, vmLL, frames.AllNodes, 547, 546),
+		taggedOwn.Tagged(frames.Ether8021Q, 5),
+		spoofedPayload.Tagged(frames.Ether8021Q, 5),
+		doubleTagged.Tagged(frames.Ether8021Q, 6).Tagged(frames.Ether8021AD, 5),
+		innerAD.Tagged(frames.Ether8021AD, 6).Tagged(frames.Ether8021Q, 5),
 	}
 }
 
@@ -304,7 +305,7 @@ func TestFilters(t *testing.T) {
 			}
 			probes := vmProbes()
 			for _, p := range probes {
-				delete(drop, p.name)
+				delete(drop, p.Name)
 			}
 			if len(drop) > 0 {
 				t.Fatalf("test names unknown probes: %v", drop)
@@ -312,13 +313,13 @@ func TestFilters(t *testing.T) {
 			for _, d := range tt.drops {
 				drop[d] = true
 			}
-			marker := udp4Probe("marker", vmMAC, vmIP4, lanBcast, 1000, 2000)
-			got := deliver(t, vm1g, marker, probes, rtr, vm2g)
+			marker := frames.UDP4Probe("marker", vmMAC, vmIP4, lanBcast, 1000, 2000)
+			got := frames.Deliver(t, vm1g, marker, probes, rtr, vm2g)
 			for _, p := range probes {
-				want := !drop[p.name]
+				want := !drop[p.Name]
 				for i, where := range []string{"router", "vm2"} {
-					if got[i][p.name] != want {
-						t.Errorf("%s: reached %s = %t, want %t", p.name, where, got[i][p.name], want)
+					if got[i][p.Name] != want {
+						t.Errorf("%s: reached %s = %t, want %t", p.Name, where, got[i][p.Name], want)
 					}
 				}
 			}
@@ -381,9 +382,9 @@ func TestDHCPGuardBetweenVMs(t *testing.T) {
 	vm2g := openPacket(t, l.host, "vm2g")
 	rtr := openPacket(t, l.router, "eth0")
 
-	offer := udp4Probe("offer", vmMAC, vmIP4, v4Broadcast, 67, 68)
-	ra := raProbe("RA", vmMAC, vmLL)
-	got := deliver(t, vm1g, udp4Probe("marker", vmMAC, vmIP4, lanBcast, 1, 2), []probe{offer, ra}, rtr, vm2g)
+	offer := frames.UDP4Probe("offer", vmMAC, vmIP4, frames.V4Broadcast, 67, 68)
+	ra := frames.RAProbe("RA", vmMAC, vmLL)
+	got := frames.Deliver(t, vm1g, frames.UDP4Probe("marker", vmMAC, vmIP4, lanBcast, 1, 2), []frames.Probe{offer, ra}, rtr, vm2g)
 	for i, where := range []string{"router", "vm2"} {
 		for _, p := range []string{"offer", "RA"} {
 			if got[i][p] {
@@ -393,9 +394,9 @@ func TestDHCPGuardBetweenVMs(t *testing.T) {
 	}
 
 	routerMAC := mustMAC("02:00:00:00:00:01")
-	realOffer := udp4Probe("router's offer", routerMAC, routerIP, v4Broadcast, 67, 68)
-	realRA := raProbe("router's RA", routerMAC, netip.MustParseAddr("fe80::1"))
-	got = deliver(t, rtr, udp4Probe("marker", routerMAC, routerIP, lanBcast, 1, 2), []probe{realOffer, realRA}, vm1g, vm2g)
+	realOffer := frames.UDP4Probe("router's offer", routerMAC, routerIP, frames.V4Broadcast, 67, 68)
+	realRA := frames.RAProbe("router's RA", routerMAC, netip.MustParseAddr("fe80::1"))
+	got = frames.Deliver(t, rtr, frames.UDP4Probe("marker", routerMAC, routerIP, lanBcast, 1, 2), []frames.Probe{realOffer, realRA}, vm1g, vm2g)
 	for i, where := range []string{"vm1", "vm2"} {
 		for _, p := range []string{"router's offer", "router's RA"} {
 			if !got[i][p] {
@@ -419,21 +420,21 @@ func TestIsolation(t *testing.T) {
 	mac2 := mustMAC("52:54:00:00:00:02")
 
 	type want struct{ router, peer, open bool }
-	check := func(t *testing.T, src, peer *psock, mac net.HardwareAddr, w want) {
+	check := func(t *testing.T, src, peer *frames.Socket, mac net.HardwareAddr, w want) {
 		t.Helper()
-		p := udp4Probe("frame", mac, vmIP4, lanBcast, 1000, 2000)
-		got := deliver(t, src, udp4Probe("marker", mac, vmIP4, lanBcast, 1, 2), []probe{p}, rtr, peer, vm3g)
+		p := frames.UDP4Probe("frame", mac, vmIP4, lanBcast, 1000, 2000)
+		got := frames.Deliver(t, src, frames.UDP4Probe("marker", mac, vmIP4, lanBcast, 1, 2), []frames.Probe{p}, rtr, peer, vm3g)
 		if got[0]["frame"] != w.router || got[1]["frame"] != w.peer || got[2]["frame"] != w.open {
 			t.Errorf("from %s: reached router %t, %s %t, vm3 %t; want %t, %t, %t",
-				src.name, got[0]["frame"], peer.name, got[1]["frame"], got[2]["frame"], w.router, w.peer, w.open)
+				src.Name(), got[0]["frame"], peer.Name(), got[1]["frame"], got[2]["frame"], w.router, w.peer, w.open)
 		}
 	}
 	check(t, vm1g, vm2g, vmMAC, want{router: true, peer: false, open: true})
 	check(t, vm2g, vm1g, mac2, want{router: true, peer: false, open: true})
 
 	routerMAC := mustMAC("02:00:00:00:00:01")
-	p := udp4Probe("from router", routerMAC, routerIP, lanBcast, 1000, 2000)
-	got := deliver(t, rtr, udp4Probe("marker", routerMAC, routerIP, lanBcast, 1, 2), []probe{p}, vm1g, vm2g)
+	p := frames.UDP4Probe("from router", routerMAC, routerIP, lanBcast, 1000, 2000)
+	got := frames.Deliver(t, rtr, frames.UDP4Probe("marker", routerMAC, routerIP, lanBcast, 1, 2), []frames.Probe{p}, vm1g, vm2g)
 	if !got[0]["from router"] || !got[1]["from router"] {
 		t.Errorf("router to isolated VMs: vm1 %t, vm2 %t, want both", got[0]["from router"], got[1]["from router"])
 	}
@@ -482,8 +483,8 @@ func TestBPDUGuard(t *testing.T) {
 	for len(frame) < 60 {
 		frame = append(frame, 0)
 	}
-	openPacket(t, l.host, "vm1g").send(t, frame)
-	openPacket(t, l.host, "vm2g").send(t, frame)
+	openPacket(t, l.host, "vm1g").Send(t, frame)
+	openPacket(t, l.host, "vm2g").Send(t, frame)
 
 	deadline := time.Now().Add(2 * time.Second)
 	for portState(t, l, "vm1") != brStateDisabled && time.Now().Before(deadline) {
@@ -610,11 +611,10 @@ func TestVLAN(t *testing.T) {
 	// answered reports whether an ARP request for target from the VM gets
 	// an answer.
 	answered := func(spa, target netip.Addr) bool {
-		vm1g.read(50 * time.Millisecond)
-		vm1g.send(t, arpProbe("who-has", vmMAC, vmMAC, spa, target).frame)
-		for _, f := range vm1g.read(time.Second) {
-			ta := target.As4()
-			if len(f) >= 42 && f[12] == 0x08 && f[13] == 0x06 && f[21] == 2 && string(f[28:32]) == string(ta[:]) {
+		vm1g.Read(50 * time.Millisecond)
+		vm1g.Send(t, frames.ARPProbe("who-has", vmMAC, vmMAC, spa, target).Frame)
+		for _, f := range vm1g.Read(time.Second) {
+			if frames.IsARPReply(f, target) {
 				return true
 			}
 		}
@@ -801,13 +801,13 @@ func TestApplyRemove(t *testing.T) {
 	vm1g, vm2g := openPacket(t, l.host, "vm1g"), openPacket(t, l.host, "vm2g")
 	rtr := openPacket(t, l.router, "eth0")
 	for _, tc := range []struct {
-		src  *psock
+		src  *frames.Socket
 		pass bool
 	}{{vm1g, true}, {vm2g, false}} {
-		p := udp4Probe("spoofed", otherMAC, otherIP4, lanBcast, 1000, 2000)
-		got := deliver(t, tc.src, udp4Probe("marker", vmMAC, vmIP4, lanBcast, 1, 2), []probe{p}, rtr)
+		p := frames.UDP4Probe("spoofed", otherMAC, otherIP4, lanBcast, 1000, 2000)
+		got := frames.Deliver(t, tc.src, frames.UDP4Probe("marker", vmMAC, vmIP4, lanBcast, 1, 2), []frames.Probe{p}, rtr)
 		if got[0]["spoofed"] != tc.pass {
-			t.Errorf("spoofed frame from %s reached the router: %t, want %t", tc.src.name, got[0]["spoofed"], tc.pass)
+			t.Errorf("spoofed frame from %s reached the router: %t, want %t", tc.src.Name(), got[0]["spoofed"], tc.pass)
 		}
 	}
 

@@ -149,6 +149,12 @@ func Down(o Options) (Result, error) {
 		return Result{}, err
 	}
 	defer lk.Unlock()
+	return DownLocked(o)
+}
+
+// DownLocked is Down for a caller that already holds the bridge lock (a
+// front end undoing the migration its own failed attach started).
+func DownLocked(o Options) (Result, error) {
 	j, err := readJournal(o.Bridge)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Result{Message: fmt.Sprintf("bridge %q holds no uplink put there by tapbridge; nothing changed", o.Bridge)}, nil

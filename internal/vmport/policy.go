@@ -33,10 +33,10 @@ func Spec(c *config.Conf, p Port) (policy.Spec, error) {
 		}
 	}
 	if c.MACSpoofCheck && guestMAC == nil {
-		return policy.Spec{}, fmt.Errorf("config: \"macSpoofCheck\" needs the guest's MAC: set \"mac\" (%s for qemu-ifup, runtimeConfig.mac or CNI_ARGS MAC= for CNI)", config.EnvMAC)
+		return policy.Spec{}, fmt.Errorf("config: \"macSpoofCheck\" needs the guest's MAC: set \"mac\" (--mac for tapbridge tap add, %s for qemu-ifup, runtimeConfig.mac or CNI_ARGS MAC= for CNI)", config.EnvMAC)
 	}
 	if c.IPSpoofCheck && len(ips) == 0 {
-		return policy.Spec{}, fmt.Errorf("config: \"ipSpoofCheck\" needs the guest's addresses: set \"ips\" (%s for qemu-ifup) or configure \"ipam\"", config.EnvIPs)
+		return policy.Spec{}, fmt.Errorf("config: \"ipSpoofCheck\" needs the guest's addresses: set \"ips\" (--ips for tapbridge tap add, %s for qemu-ifup) or configure \"ipam\"", config.EnvIPs)
 	}
 	s := policy.Spec{
 		MAC:           guestMAC,
@@ -78,7 +78,14 @@ func removePolicy(name string) error { return policy.Remove(name) }
 // caller holds the bridge lock.
 func ensureVLANs(c *config.Conf) error {
 	if err := policy.EnsureUplinkVLANs(c.Bridge, c.Uplink, c.UplinkVLANs); err != nil {
-		return fmt.Errorf("bridge %q: \"uplinkVlans\": %w", c.Bridge, err)
+		key := fmt.Sprintf("\"vlan\" %d", c.VLAN)
+		if len(c.UplinkVLANs) > 0 {
+			key = fmt.Sprintf("\"uplinkVlans\" %v", c.UplinkVLANs)
+		}
+		if errors.Is(err, policy.ErrVLANUnsupported) {
+			err = policy.ErrVLANUnsupported // the one line that matters
+		}
+		return fmt.Errorf("config: %s: %w", key, err)
 	}
 	return nil
 }

@@ -22,28 +22,41 @@ type Port struct {
 }
 
 // EnsureBridge makes the configured bridge exist and, when the config names
-// an uplink, hold it. The caller must hold the bridge lock.
+// an uplink, hold it; with VLANs configured, it turns on VLAN filtering. If
+// that last step fails, what this call changed (a new bridge, a migrated
+// uplink) is undone. The caller must hold the bridge lock.
 func EnsureBridge(c *config.Conf) (*netlink.Bridge, error) {
+	var undo func()
 	if c.Uplink != "" {
 		timeout, err := c.ProbeDuration()
 		if err != nil {
 			return nil, err
 		}
-		if _, err := uplink.Ensure(uplink.Options{Bridge: c.Bridge, Uplink: c.Uplink, MTU: c.MTU, ProbeTimeout: timeout}); err != nil {
+		res, err := uplink.Ensure(uplink.Options{Bridge: c.Bridge, Uplink: c.Uplink, MTU: c.MTU, ProbeTimeout: timeout})
+		if err != nil {
 			return nil, err
 		}
+		if res.Changed {
+			undo = func() { _, _ = uplink.DownLocked(uplink.Options{Bridge: c.Bridge}) }
+		}
 	}
-	br, _, err := bridge.Ensure(bridge.Spec{Name: c.Bridge, MTU: c.MTU})
+	br, created, err := bridge.Ensure(bridge.Spec{Name: c.Bridge, MTU: c.MTU})
 	if errors.Is(err, bridge.ErrNotBridge) {
 		return nil, fmt.Errorf("bridge %q exists and is not a bridge: %w", c.Bridge, err)
 	}
 	if err != nil {
 		return nil, err
 	}
+	if created && undo == nil {
+		undo = func() { _ = bridge.Delete(c.Bridge) }
+	}
 	if c.VLAN == 0 && len(c.UplinkVLANs) == 0 {
 		return br, nil
 	}
 	if err := ensureVLANs(c); err != nil {
+		if undo != nil {
+			undo()
+		}
 		return nil, err
 	}
 	return bridge.Get(c.Bridge) // with VLAN filtering on
