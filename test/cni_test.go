@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapbridge/tapbridge/test/frames"
+
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
@@ -364,24 +366,7 @@ type guestNIC struct {
 
 func openGuestNIC(t testing.TB, n *testbed.NetNS, name, mac string, ip netip.Addr) *guestNIC {
 	t.Helper()
-	var f *os.File
-	err := n.Do(func() error {
-		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		ifr, err := unix.NewIfreq(name)
-		if err == nil {
-			ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
-			err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
-		}
-		if err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("opening TAP %q: %w", name, err)
-		}
-		f = os.NewFile(uintptr(fd), name) // non-blocking: reads take deadlines
-		return nil
-	})
+	f, err := frames.AttachTAP(n.Path, name, true) // non-blocking: reads take deadlines
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,15 +125,18 @@ func NewTAP(name string, f *os.File) *TAP {
 	return &TAP{name: name, f: f, fd: int(f.Fd())}
 }
 
-// OpenTAP attaches to the existing TAP name in the namespace at netnsPath
-// ("" for the current one), as QEMU does with ifname=name: /dev/net/tun,
-// TUNSETIFF with IFF_TAP|IFF_NO_PI. It is closed at t's cleanup or by
-// Close. The TAP's carrier is up while it is open.
-func OpenTAP(t TB, netnsPath, name string) *TAP {
-	t.Helper()
+// AttachTAP attaches a new descriptor to the existing TAP name in the
+// namespace at netnsPath ("" for the current one), as QEMU does with
+// ifname=name: /dev/net/tun, TUNSETIFF with IFF_TAP|IFF_NO_PI. A
+// non-blocking descriptor lets reads take deadlines through *os.File.
+func AttachTAP(netnsPath, name string, nonblock bool) (*os.File, error) {
 	var f *os.File
 	err := inNetNS(netnsPath, func() error {
-		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+		flags := unix.O_RDWR | unix.O_CLOEXEC
+		if nonblock {
+			flags |= unix.O_NONBLOCK
+		}
+		fd, err := unix.Open("/dev/net/tun", flags, 0)
 		if err != nil {
 			return fmt.Errorf("opening /dev/net/tun: %w", err)
 		}
@@ -146,9 +149,17 @@ func OpenTAP(t TB, netnsPath, name string) *TAP {
 			unix.Close(fd)
 			return fmt.Errorf("TUNSETIFF %q: %w", name, err)
 		}
-		f = os.NewFile(uintptr(fd), "/dev/net/tun")
+		f = os.NewFile(uintptr(fd), name)
 		return nil
 	})
+	return f, err
+}
+
+// OpenTAP is AttachTAP (blocking) wrapped as a Port. It is closed at t's
+// cleanup or by Close. The TAP's carrier is up while it is open.
+func OpenTAP(t TB, netnsPath, name string) *TAP {
+	t.Helper()
+	f, err := AttachTAP(netnsPath, name, false)
 	if err != nil {
 		t.Fatalf("opening TAP %s: %v", name, err)
 	}
