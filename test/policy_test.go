@@ -304,16 +304,7 @@ func TestPolicyTapAdd(t *testing.T) {
 
 	const xid = 0x7b0a0001
 	probes := polVMProbes(polMAC1, polIP1, polLL1, xid)
-	marker := frames.UDP4Probe("marker", polMAC1, polIP1, polBcast, 1, 2)
-	polDeliver(t, vm, marker, probes, []string{"the router", "another VM"}, p.router, other)
-	if r, ok := polWaitOffer(t, vm, xid); !ok {
-		t.Errorf("no DHCP offer from the router came back to the VM's discover")
-	} else if r.Type != frames.DHCPOffer || r.Server != polRouter {
-		t.Errorf("the VM got %+v, want an offer from %s", r, polRouter)
-	}
-	if t.Failed() {
-		t.Logf("ruleset:\n%s", p.ruleset(t))
-	}
+	p.deliverFromVM(t, vm, other, probes, xid)
 
 	// QEMU exits; the operator deletes the TAP.
 	vm.Close()
@@ -350,14 +341,7 @@ func TestPolicyQEMUIfup(t *testing.T) {
 		polProbe{frames.UDP6Probe("spoofed source IPv6", polMAC1, netip.MustParseAddr("2001:db8::99"), frames.AllNodes, 1000, 2000), false},
 		polProbe{frames.NAProbe("NA for another IPv6", polMAC1, polLL1, netip.MustParseAddr("2001:db8::1")), false},
 	)
-	marker := frames.UDP4Probe("marker", polMAC1, polIP1, polBcast, 1, 2)
-	polDeliver(t, vm, marker, probes, []string{"the router", "another VM"}, p.router, other)
-	if _, ok := polWaitOffer(t, vm, xid); !ok {
-		t.Errorf("no DHCP offer from the router came back to the VM's discover")
-	}
-	if t.Failed() {
-		t.Logf("ruleset:\n%s", p.ruleset(t))
-	}
+	p.deliverFromVM(t, vm, other, probes, xid)
 
 	// QEMU runs the downscript while it still holds the TAP.
 	p.mustRun(t, nil, "qemu-ifdown", vm.Name())
@@ -703,14 +687,7 @@ func TestPolicyCNI(t *testing.T) {
 		{frames.DHCPOfferProbe("rogue DHCP offer", polMAC1, polIP1, polOtherIP, polOther, xid+1), false},
 		{frames.RAProbe("router advertisement", polMAC1, ll), false},
 	}
-	marker := frames.UDP4Probe("marker", polMAC1, polIP1, polBcast, 1, 2)
-	polDeliver(t, vm, marker, probes, []string{"the router", "another VM"}, p.router, other)
-	if _, ok := polWaitOffer(t, vm, xid); !ok {
-		t.Errorf("no DHCP offer from the router came back to the VM's discover")
-	}
-	if t.Failed() {
-		t.Logf("ruleset:\n%s", p.ruleset(t))
-	}
+	p.deliverFromVM(t, vm, other, probes, xid)
 
 	vm.Close()
 	if out, err := p.run(env("DEL"), conf, "tapbridge"); err != nil {
@@ -723,5 +700,22 @@ func TestPolicyCNI(t *testing.T) {
 	}
 	if out := sandbox.MustExec(t, "ip", "-o", "link", "show"); strings.Contains(out, "tap0") {
 		t.Errorf("the sandbox still has tap0 after DEL:\n%s", out)
+	}
+}
+
+// deliverFromVM sends probes from vm and checks which reach the router and
+// the other VM, and that the router's DHCP offer for the VM's discover
+// (transaction xid) comes back to it.
+func (p *policyLAN) deliverFromVM(t *testing.T, vm *frames.TAP, other frames.Port, probes []polProbe, xid uint32) {
+	t.Helper()
+	marker := frames.UDP4Probe("marker", polMAC1, polIP1, polBcast, 1, 2)
+	polDeliver(t, vm, marker, probes, []string{"the router", "another VM"}, p.router, other)
+	if r, ok := polWaitOffer(t, vm, xid); !ok {
+		t.Errorf("no DHCP offer from the router came back to the VM's discover")
+	} else if r.Type != frames.DHCPOffer || r.Server != polRouter {
+		t.Errorf("the VM got %+v, want an offer from %s", r, polRouter)
+	}
+	if t.Failed() {
+		t.Logf("ruleset:\n%s", p.ruleset(t))
 	}
 }
