@@ -237,9 +237,18 @@ func TestDownKeepsBridgeWithOtherPorts(t *testing.T) {
 }
 
 // TestUpLosesNothing pings the host from the router every 10 ms and keeps a
-// TCP connection busy while `up` runs: not one packet may be lost.
+// TCP connection busy while `up` runs: not one packet may be lost, also with
+// strict reverse-path filtering on; afterwards br0 filters as eth0 did.
 func TestUpLosesNothing(t *testing.T) {
 	l := newUplinkLAN(t)
+	inNS(t, l.hv, func() error {
+		for _, dev := range []string{"all", "default", "eth0"} {
+			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+dev+"/rp_filter", []byte("1"), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 
 	// A TCP echo server on the host, a client on the router.
 	var ln net.Listener
@@ -358,6 +367,13 @@ func TestUpLosesNothing(t *testing.T) {
 		t.Errorf("TCP connection broke during up after %d round trips: %v", echoed, tcpErr)
 	}
 	l.assertMigrated(t)
+	inNS(t, l.hv, func() error {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/conf/br0/rp_filter")
+		if err == nil && strings.TrimSpace(string(b)) != "1" {
+			t.Errorf("br0 rp_filter = %s after up, want eth0's 1", b)
+		}
+		return err
+	})
 }
 
 func icmpChecksum(b []byte) uint16 {
