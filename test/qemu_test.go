@@ -261,6 +261,17 @@ func TestQEMUBridgeHelper(t *testing.T) {
 	if p := b.ports(t); len(p) != 0 {
 		t.Errorf("after QEMU exited br0 still has %v", p)
 	}
+	// -netdev bridge runs no down script: `tapbridge gc` removes the policy
+	// of the vanished TAP, and nothing of it is left in the ruleset.
+	cmd := b.lan.HV.Command(bin("tapbridge"), "gc")
+	cmd.Env = append(os.Environ(), b.env()...)
+	gcOut, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(gcOut), ports[0]) {
+		t.Errorf("tapbridge gc: %v\n%s", err, gcOut)
+	}
+	if rs := b.lan.HV.MustExec(t, "nft", "list", "ruleset"); strings.Contains(rs, ports[0]) {
+		t.Errorf("policy of %s left after gc:\n%s", ports[0], rs)
+	}
 }
 
 func tapInfoOf(t *testing.T, n *testbed.NetNS, name string) tap.Info {

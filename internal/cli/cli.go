@@ -28,7 +28,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		upCommand(), downCommand(), statusCommand(), tapCommand(), macCommand(),
+		upCommand(), downCommand(), statusCommand(), tapCommand(), macCommand(), gcCommand(),
 		{name: "version", summary: "print the version", run: func(_ []string, out io.Writer) error {
 			fmt.Fprintf(out, "tapbridge %s\n", Version)
 			return nil

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/tapbridge/tapbridge/internal/nstest"
+	"github.com/tapbridge/tapbridge/internal/policy"
 
 	"github.com/vishvananda/netlink"
 
@@ -110,4 +111,31 @@ func BenchmarkAttach(b *testing.B) {
 			})
 		})
 	}
+}
+
+func TestPruneRemovesPoliciesOfVanishedPorts(t *testing.T) {
+	inNewNS(t, func() {
+		c := &config.Conf{}
+		_ = c.Validate() // dhcpGuard and raGuard are on: every port has a chain
+		for _, n := range []string{"tap0", "tap1"} {
+			if _, err := tap.Create(n, tap.DefaultOptions); err != nil {
+				t.Fatal(err)
+			}
+			if err := Attach(c, Port{Name: n}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = tap.Delete("tap0") // gone without a Detach, like a helper's TAP
+		pruned, err := Prune()
+		if err != nil || len(pruned) != 1 || pruned[0] != "tap0" {
+			t.Fatalf("Prune = %v, %v; want [tap0]", pruned, err)
+		}
+		left, _ := policy.Ports()
+		if len(left) != 1 || left[0] != "tap1" {
+			t.Fatalf("policies left: %v, want [tap1]", left)
+		}
+		if pruned, err := Prune(); err != nil || len(pruned) != 0 {
+			t.Fatalf("second Prune = %v, %v", pruned, err)
+		}
+	})
 }

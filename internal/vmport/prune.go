@@ -1,0 +1,43 @@
+package vmport
+
+import (
+	"fmt"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+
+	"github.com/tapbridge/tapbridge/internal/policy"
+)
+
+// Prune removes the port policy of every port that no longer exists or is
+// no longer a port of a bridge, and returns their names. Such policies are
+// left behind when a port vanishes without a DEL or an ifdown: the TAP of
+// an unprivileged QEMU (-netdev bridge runs no down script) or of a QEMU
+// killed with SIGKILL. It costs one link dump and one chain listing, so it
+// stays off the attach path of the other front ends.
+func Prune() ([]string, error) {
+	names, err := policy.Ports()
+	if err != nil || len(names) == 0 {
+		return nil, err
+	}
+	links, err := netlinksafe.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	enslaved := map[string]bool{}
+	for _, l := range links {
+		if l.Attrs().MasterIndex != 0 {
+			enslaved[l.Attrs().Name] = true
+		}
+	}
+	var pruned []string
+	for _, n := range names {
+		if enslaved[n] {
+			continue
+		}
+		if err := policy.Remove(n); err != nil {
+			return pruned, fmt.Errorf("removing the stale policy of %q: %w", n, err)
+		}
+		pruned = append(pruned, n)
+	}
+	return pruned, nil
+}
