@@ -85,9 +85,17 @@ func newQEMUBed(t *testing.T) *qemuBed {
 	return b
 }
 
+// writeConf writes the configuration as a tenant's own: root:nogroup 0640,
+// readable by QEMU's user nobody through its group and by no other user.
 func (b *qemuBed) writeConf(t *testing.T, format string, args ...any) {
 	t.Helper()
-	if err := os.WriteFile(b.conf, []byte(fmt.Sprintf(format, args...)), 0o644); err != nil {
+	if err := os.WriteFile(b.conf, []byte(fmt.Sprintf(format, args...)), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(b.conf, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(b.conf, 0, int(nobody.Gid)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -676,6 +684,27 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 			unix.Close(tapFDs[0])
 			if out := n.MustExec(t, "ip", "-o", "link", "show", "type", "tun"); strings.Contains(out, "tap0") {
 				t.Errorf("the helper's TAP outlived its last descriptor: %s", out)
+			}
+
+			// The privileged binary run under the hooks' names by the user
+			// refuses, and changes nothing: as qemu-ifdown it would strip a
+			// port's policy, as qemu-ifup attach anything anywhere.
+			n.MustExec(t, "ip", "tuntap", "add", "tap9", "mode", "tap")
+			before := n.MustExec(t, "ip", "-o", "link", "show")
+			for _, name := range []string{"qemu-ifup", "qemu-ifdown"} {
+				link := filepath.Join(dir, name)
+				if err := os.Symlink(b.helper, link); err != nil {
+					t.Fatal(err)
+				}
+				cmd := n.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", link, "tap9")
+				cmd.Env = append(os.Environ(), b.env()...)
+				out, err := cmd.CombinedOutput()
+				if err == nil || !strings.Contains(string(out), "refused: this binary runs with privileges") {
+					t.Errorf("%s run by nobody from the privileged binary: %v: %s", name, err, out)
+				}
+			}
+			if after := n.MustExec(t, "ip", "-o", "link", "show"); after != before {
+				t.Errorf("a refused hook changed the links:\n%s\nthen:\n%s", before, after)
 			}
 		})
 	}

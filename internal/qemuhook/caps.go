@@ -94,3 +94,21 @@ func lastCap() int {
 	}
 	return 63
 }
+
+// Elevated reports whether the process runs with privileges its real user
+// does not have: setuid or setgid, or a non-root user holding effective
+// capabilities (a file capability).
+func Elevated() bool {
+	if unix.Getuid() != unix.Geteuid() || unix.Getgid() != unix.Getegid() {
+		return true
+	}
+	if unix.Getuid() == 0 {
+		return false
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var cur [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &cur[0]); err != nil {
+		return true // cannot tell: assume the worst
+	}
+	return cur[0].Effective|cur[1].Effective != 0
+}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tapbridge/tapbridge/internal/config"
 )
 
@@ -70,7 +72,15 @@ func Main(args []string, stderr io.Writer) int {
 		rest = args[1:]
 	}
 	var err error
-	switch ModeOf(args) {
+	mode := ModeOf(args)
+	if mode != ModeHelper && Elevated() {
+		// A setuid or file-capability install exists for the bridge helper
+		// only: run under another name by an ordinary user, the hooks would
+		// act with root's power on a user's environment and arguments.
+		fmt.Fprintf(stderr, "%s: refused: this binary runs with privileges the invoking user (uid %d) does not have, so it acts only as the bridge helper; install qemu-ifup/qemu-ifdown without the setuid bit or file capability\n", prog, unix.Getuid())
+		return 1
+	}
+	switch mode {
 	case ModeHelper:
 		// First of all, before a flag is even read: keep CAP_NET_ADMIN only.
 		if err = DropPrivileges(); err == nil {

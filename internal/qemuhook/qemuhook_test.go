@@ -540,7 +540,7 @@ func TestHelperEnvForUsers(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	write := func(name string, mode os.FileMode, uid int) string {
+	write := func(name string, mode os.FileMode, uid, gid int) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(`{}`), mode); err != nil {
 			t.Fatal(err)
@@ -548,14 +548,15 @@ func TestHelperEnvForUsers(t *testing.T) {
 		if err := os.Chmod(p, mode); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chown(p, uid, 0); err != nil {
+		if err := os.Chown(p, uid, gid); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
-	good := write("good.conf", 0o644, 0)
-	theirs := write("theirs.conf", 0o644, 65534)
-	writable := write("writable.conf", 0o666, 0)
+	good := write("good.conf", 0o640, 0, 65534) // the tenant's: root:its group 0640
+	everyones := write("everyones.conf", 0o644, 0, 0)
+	theirs := write("theirs.conf", 0o644, 65534, 0)
+	writable := write("writable.conf", 0o666, 0, 0)
 	link := filepath.Join(dir, "link.conf")
 	if err := os.Symlink(good, link); err != nil {
 		t.Fatal(err)
@@ -577,6 +578,7 @@ func TestHelperEnvForUsers(t *testing.T) {
 		{"root's file", env{config.EnvConf: good}, ""},
 		{"symlink to root's file", env{config.EnvConf: link}, ""},
 		{"the user's file", env{config.EnvConf: theirs}, "is owned by uid 65534, not by root"},
+		{"a file every user can read", env{config.EnvConf: everyones}, "readable by every user"},
 		{"a world-writable file", env{config.EnvConf: writable}, "is writable by group or others"},
 		{"a missing file", env{config.EnvConf: filepath.Join(dir, "none")}, "no such file"},
 		{"a state directory root made", env{envRunDir: runDir}, ""},

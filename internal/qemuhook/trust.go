@@ -73,8 +73,8 @@ func callerMayRead(path string) error {
 // trustedConf returns the configuration file path the helper may read on
 // behalf of caller: TAPBRIDGE_CONF as given for root; for anyone else only
 // a file owned by root, not writable by others (nor any directory above
-// it), that the caller may read. The compiled-in default is always
-// trusted.
+// it), not readable by everyone, that the caller may read (through its
+// group): the tenant's own. The compiled-in default is always trusted.
 func trustedConf(path string, caller Caller) (string, error) {
 	if caller.Privileged() {
 		return path, nil
@@ -85,6 +85,12 @@ func trustedConf(path string, caller Caller) (string, error) {
 	}
 	if err := callerMayRead(resolved); err != nil {
 		return "", fmt.Errorf("TAPBRIDGE_CONF %q refused for uid %d: %w", path, caller.UID, err)
+	}
+	// A configuration every user can read is nobody's in particular: it
+	// must not let one tenant pick another's port policy (another's MAC for
+	// macSpoofCheck, say). A tenant's own file is root:GROUP 0640.
+	if fi, err := os.Stat(resolved); err != nil || fi.Mode().Perm()&0o004 != 0 {
+		return "", fmt.Errorf("TAPBRIDGE_CONF %q refused for uid %d: readable by every user; a per-tenant configuration must be root-owned and readable by the tenant's group only (e.g. root:GROUP 0640)", path, caller.UID)
 	}
 	return resolved, nil
 }
