@@ -587,6 +587,16 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 			if err := os.Chmod(lockPath, 0o660); err != nil {
 				t.Fatal(err)
 			}
+			policyLock := filepath.Join(b.runDir, "lock", "policy.lock")
+			if err := os.WriteFile(policyLock, nil, 0o660); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(policyLock, 0, 65534); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(policyLock, 0o660); err != nil {
+				t.Fatal(err)
+			}
 			if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
 				t.Fatal(err)
 			}

@@ -40,6 +40,13 @@ func LockBridge(bridge string) (*Lock, error) {
 	return lockFile(Path("lock", bridge+".lock"))
 }
 
+// LockPolicy takes the exclusive lock of the namespace's port-policy table,
+// which all bridges share: applying or removing one port's policy, and
+// pruning the policies of vanished ports, never interleave.
+func LockPolicy() (*Lock, error) {
+	return lockFile(Path("lock", "policy.lock"))
+}
+
 func lockFile(path string) (*Lock, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("creating lock directory: %w", err)

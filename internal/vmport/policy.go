@@ -9,6 +9,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/mac"
 	"github.com/tapbridge/tapbridge/internal/policy"
+	"github.com/tapbridge/tapbridge/internal/state"
 )
 
 // Spec turns the configuration's port-policy keys and what is known of the
@@ -62,6 +63,11 @@ func applyPolicy(c *config.Conf, br *netlink.Bridge, p Port) error {
 	if err != nil {
 		return fmt.Errorf("port %q: %w", p.Name, err)
 	}
+	lk, err := state.LockPolicy()
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
 	if err := policy.Apply(p.Name, s); err != nil {
 		if errors.Is(err, policy.ErrVLANUnsupported) {
 			return fmt.Errorf("port %q: \"vlan\" %d: %w", p.Name, c.VLAN, err)
@@ -72,7 +78,14 @@ func applyPolicy(c *config.Conf, br *netlink.Bridge, p Port) error {
 }
 
 // removePolicy removes whatever applyPolicy added. Idempotent.
-func removePolicy(name string) error { return policy.Remove(name) }
+func removePolicy(name string) error {
+	lk, err := state.LockPolicy()
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	return policy.Remove(name)
+}
 
 // ensureVLANs turns on VLAN filtering and tags the uplink's VLANs. The
 // caller holds the bridge lock.

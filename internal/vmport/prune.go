@@ -6,6 +6,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 
 	"github.com/tapbridge/tapbridge/internal/policy"
+	"github.com/tapbridge/tapbridge/internal/state"
 )
 
 // Prune removes the port policy of every port that no longer exists or is
@@ -13,8 +14,16 @@ import (
 // left behind when a port vanishes without a DEL or an ifdown: the TAP of
 // an unprivileged QEMU (-netdev bridge runs no down script) or of a QEMU
 // killed with SIGKILL. It costs one link dump and one chain listing, so it
-// stays off the attach path of the other front ends.
+// stays off the attach path of the other front ends. It holds the policy
+// lock, so a port being attached meanwhile (whose name may be a vanished
+// port's: the kernel reuses tap%d names) gets its policy after the prune,
+// never removed by it.
 func Prune() ([]string, error) {
+	lk, err := state.LockPolicy()
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Unlock()
 	names, err := policy.Ports()
 	if err != nil || len(names) == 0 {
 		return nil, err
