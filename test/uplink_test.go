@@ -93,7 +93,7 @@ func (l *uplinkLAN) dump(t testing.TB) []string {
 			t.Fatalf("ip %v: %v", args, err)
 		}
 		for _, line := range strings.Split(string(out), "\n") {
-			line = volatile.ReplaceAllString(strings.TrimSpace(line), "$2")
+			line = strings.TrimSpace(volatile.ReplaceAllString(line, "$2"))
 			if line != "" {
 				lines = append(lines, strings.Join(args, " ")+": "+line)
 			}
@@ -488,6 +488,7 @@ func TestUpRefuses(t *testing.T) {
 		{"bridge with space", nil, []string{"--uplink", "eth0", "--bridge", "br 0"}, `whitespace`},
 		{"bridge is not a bridge", [][]string{{"link", "add", "br0", "type", "veth", "peer", "br0p"}}, []string{"--uplink", "eth0"}, `"br0" is a veth device: not a bridge`},
 		{"uplink is a bridge", [][]string{{"link", "add", "brx", "type", "bridge"}}, []string{"--uplink", "brx"}, `uplink "brx" is itself a bridge`},
+		{"bridge MTU above the uplink's", [][]string{{"link", "add", "br0", "mtu", "9000", "type", "bridge"}}, []string{"--uplink", "eth0"}, `bridge "br0" has MTU 9000, above the MTU 1500 of uplink "eth0"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -568,6 +569,73 @@ func TestUpConcurrent(t *testing.T) {
 	if changed != 1 {
 		t.Errorf("%d runs changed the state, want 1", changed)
 	}
+	l.assertMigrated(t)
+	l.mustTapbridge(t, "down")
+	l.assertState(t, before)
+}
+
+// TestUpIntoExistingBridge: a bridge tapbridge did not create (made by an
+// earlier VM attach, or by hand) takes the uplink's MAC with the host's
+// addresses; on down it gets its own MAC back and is kept, and the uplink
+// is restored exactly. (The kernel gives a bridge that once had a carrier
+// an IPv6 link-local address; that is the bridge's, not the host's.)
+func TestUpIntoExistingBridge(t *testing.T) {
+	t.Parallel()
+	l := newUplinkLAN(t)
+	l.ip(t, "link", "add", "br0", "address", "02:11:22:33:44:55", "type", "bridge")
+	l.ip(t, "link", "set", "br0", "up")
+	hostState := func() []string {
+		var out []string
+		for _, line := range l.dump(t) {
+			if !strings.Contains(line, "br0") && !strings.Contains(line, "bridge forward_delay") && !strings.Contains(line, "inet6 fe80") {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+	before := hostState()
+	out := l.mustTapbridge(t, "up", "--uplink", "eth0")
+	if !strings.Contains(out, "bridge br0 takes eth0's MAC") {
+		t.Errorf("up said %q", out)
+	}
+	br, eth := l.ip(t, "addr", "show", "dev", "br0"), l.ip(t, "addr", "show", "dev", "eth0")
+	if mac(t, br) != mac(t, eth) || !strings.Contains(br, "inet 192.0.2.10/24") || !strings.Contains(eth, "master br0") {
+		t.Errorf("after up:\n%s\n%s", br, eth)
+	}
+	if _, err := l.routerPing(t, "192.0.2.10"); err != nil {
+		t.Errorf("router cannot reach the host: %v", err)
+	}
+	out = l.mustTapbridge(t, "down")
+	if !strings.Contains(out, `bridge "br0" kept: tapbridge did not create it`) {
+		t.Errorf("down said %q", out)
+	}
+	if got := mac(t, l.ip(t, "link", "show", "dev", "br0")); got != "02:11:22:33:44:55" {
+		t.Errorf("br0 MAC after down = %s, want its own 02:11:22:33:44:55 back", got)
+	}
+	if d := diffLines(before, hostState()); d != "" {
+		t.Errorf("host state differs (-want +got):\n%s", d)
+	}
+}
+
+// TestUpResumeDoesNotRollBack: a run that resumes a crashed migration and
+// then fails (here: the gateway is away) keeps the bridge and the journal
+// instead of tearing down what VMs may already use; the next run finishes.
+func TestUpResumeDoesNotRollBack(t *testing.T) {
+	t.Parallel()
+	l := newUplinkLAN(t)
+	before := l.dump(t)
+	out, err := l.tapbridge([]string{"TAPBRIDGE_FAILPOINT=up:routes"}, "up", "--uplink", "eth0")
+	assertKilled(t, err, out)
+	mustRun(t, "ip", "-n", l.router, "addr", "del", "192.0.2.1/24", "dev", "veth-r")
+	out, err = l.tapbridge(nil, "up", "--uplink", "eth0", "--probe-timeout", "300ms")
+	if err == nil || !strings.Contains(out, "nothing rolled back") {
+		t.Fatalf("resumed up with the gateway away: %v\n%s", err, out)
+	}
+	if eth := l.ip(t, "link", "show", "dev", "eth0"); !strings.Contains(eth, "master br0") {
+		t.Errorf("eth0 left br0 after a failed resume:\n%s", eth)
+	}
+	mustRun(t, "ip", "-n", l.router, "addr", "add", "192.0.2.1/24", "dev", "veth-r")
+	l.mustTapbridge(t, "up", "--uplink", "eth0")
 	l.assertMigrated(t)
 	l.mustTapbridge(t, "down")
 	l.assertState(t, before)

@@ -19,11 +19,14 @@ const (
 // Journal is the on-disk record of one bridge's uplink: what the uplink
 // looked like before tapbridge changed anything, and how far it got.
 type Journal struct {
-	Bridge        string    `json:"bridge"`
-	Uplink        string    `json:"uplink"`
-	Phase         string    `json:"phase"`
-	BridgeCreated bool      `json:"bridgeCreated"`
-	Time          time.Time `json:"time"`
+	Bridge        string `json:"bridge"`
+	Uplink        string `json:"uplink"`
+	Phase         string `json:"phase"`
+	BridgeCreated bool   `json:"bridgeCreated"`
+	// BridgeMAC is the MAC an existing bridge had before it took the
+	// uplink's; Down gives it back.
+	BridgeMAC string    `json:"bridgeMac,omitempty"`
+	Time      time.Time `json:"time"`
 
 	MAC      string `json:"mac"`
 	MTU      int    `json:"mtu"`

@@ -91,6 +91,7 @@ func UpLocked(o Options) (Result, error) {
 
 func upLocked(o Options) (Result, error) {
 	j, err := readJournal(o.Bridge)
+	fresh := errors.Is(err, fs.ErrNotExist)
 	switch {
 	case err == nil:
 		if j.Uplink != o.Uplink {
@@ -114,12 +115,23 @@ func upLocked(o Options) (Result, error) {
 		return Result{}, err
 	}
 	failpoint.Hit("up:journal")
+	// Only a run that started the migration undoes it on failure. A run
+	// that resumes one (after a crash, or a front end finding the uplink
+	// out of its bridge) must not tear down a bridge VMs may be using
+	// because, say, the gateway is briefly away: it reports and keeps the
+	// journal.
+	fail := func(err error) error {
+		if fresh {
+			return j.rollback(o, err)
+		}
+		return fmt.Errorf("%w; nothing rolled back: the journal %s is kept (fix the cause and re-run 'tapbridge up', or restore with 'tapbridge down --bridge %s')", err, journalPath(o.Bridge), o.Bridge)
+	}
 	if err := j.migrate(o); err != nil {
-		return Result{}, j.rollback(o, err)
+		return Result{}, fail(err)
 	}
 	if !o.NoProbe {
 		if err := j.probe(o); err != nil {
-			return Result{}, j.rollback(o, err)
+			return Result{}, fail(err)
 		}
 	}
 	j.Phase = phaseDone
@@ -230,7 +242,8 @@ func preflight(o Options) (*Journal, error) {
 		return nil, fmt.Errorf("uplink: %w", err)
 	}
 	created := false
-	if _, err := bridge.Get(o.Bridge); errors.Is(err, bridge.ErrNotFound) {
+	br, err := bridge.Get(o.Bridge)
+	if errors.Is(err, bridge.ErrNotFound) {
 		created = true
 	} else if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
@@ -238,7 +251,14 @@ func preflight(o Options) (*Journal, error) {
 	if err := check(o, up); err != nil {
 		return nil, err
 	}
-	return snapshot(o, up, created)
+	if br != nil && br.Attrs().MTU > up.Attrs().MTU {
+		return nil, fmt.Errorf("bridge %q has MTU %d, above the MTU %d of uplink %q: the host's traffic would not fit through the uplink", o.Bridge, br.Attrs().MTU, up.Attrs().MTU, o.Uplink)
+	}
+	j, err := snapshot(o, up, created)
+	if err == nil && br != nil {
+		j.BridgeMAC = br.Attrs().HardwareAddr.String()
+	}
+	return j, err
 }
 
 func snapshot(o Options, up netlink.Link, created bool) (*Journal, error) {
@@ -310,6 +330,14 @@ func (j *Journal) migrate(o Options) error {
 	}
 	if created {
 		o.logf("created bridge %s (MAC %s, MTU %d, STP off, forward delay 0)", j.Bridge, hw, mtu)
+	} else if br.Attrs().HardwareAddr.String() != hw.String() {
+		// The host's addresses move with their MAC: an existing bridge
+		// takes the uplink's, or the LAN's ARP caches, the host's DHCP lease
+		// and the switch's port security would all break.
+		if err := netlink.LinkSetHardwareAddr(br, hw); err != nil {
+			return fmt.Errorf("giving bridge %q the MAC %s of uplink %q: %w", j.Bridge, hw, j.Uplink, err)
+		}
+		o.logf("bridge %s takes %s's MAC %s", j.Bridge, j.Uplink, hw)
 	}
 	// Until the routes point at the bridge, a reply from the LAN comes in on
 	// the bridge while the route back still names the uplink: strict
@@ -425,6 +453,11 @@ func (j *Journal) restore(o Options) (string, error) {
 		ports, err := bridge.Ports(br)
 		if err != nil {
 			return "", err
+		}
+		if old, err := net.ParseMAC(j.BridgeMAC); err == nil && !j.BridgeCreated && br.Attrs().HardwareAddr.String() != old.String() {
+			if err := netlink.LinkSetHardwareAddr(br, old); err != nil {
+				return "", fmt.Errorf("giving bridge %q its MAC %s back: %w", j.Bridge, old, err)
+			}
 		}
 		switch {
 		case !j.BridgeCreated:
