@@ -26,15 +26,22 @@ type Port struct {
 // that last step fails, what this call changed (a new bridge, a migrated
 // uplink) is undone. The caller must hold the bridge lock.
 func EnsureBridge(c *config.Conf) (*netlink.Bridge, error) {
-	var undo func()
+	br, _, err := ensureBridge(c)
+	return br, err
+}
+
+// ensureBridge is EnsureBridge that also returns how to undo what it
+// changed, for a caller whose next step fails; undo is never nil.
+func ensureBridge(c *config.Conf) (br *netlink.Bridge, undo func(), err error) {
+	undo = func() {}
 	if c.Uplink != "" {
 		timeout, err := c.ProbeDuration()
 		if err != nil {
-			return nil, err
+			return nil, undo, err
 		}
 		res, err := uplink.Ensure(uplink.Options{Bridge: c.Bridge, Uplink: c.Uplink, MTU: c.MTU, ProbeTimeout: timeout})
 		if err != nil {
-			return nil, err
+			return nil, undo, err
 		}
 		if res.Changed {
 			undo = func() { _, _ = uplink.DownLocked(uplink.Options{Bridge: c.Bridge}) }
@@ -42,24 +49,23 @@ func EnsureBridge(c *config.Conf) (*netlink.Bridge, error) {
 	}
 	br, created, err := bridge.Ensure(bridge.Spec{Name: c.Bridge, MTU: c.MTU})
 	if errors.Is(err, bridge.ErrNotBridge) {
-		return nil, fmt.Errorf("bridge %q exists and is not a bridge: %w", c.Bridge, err)
+		return nil, undo, fmt.Errorf("bridge %q exists and is not a bridge: %w", c.Bridge, err)
 	}
 	if err != nil {
-		return nil, err
+		return nil, undo, err
 	}
-	if created && undo == nil {
+	if created {
 		undo = func() { _ = bridge.Delete(c.Bridge) }
 	}
 	if c.VLAN == 0 && len(c.UplinkVLANs) == 0 {
-		return br, nil
+		return br, undo, nil
 	}
 	if err := ensureVLANs(c); err != nil {
-		if undo != nil {
-			undo()
-		}
-		return nil, err
+		undo()
+		return nil, func() {}, err
 	}
-	return bridge.Get(c.Bridge) // with VLAN filtering on
+	br, err = bridge.Get(c.Bridge) // with VLAN filtering on
+	return br, undo, err
 }
 
 // Attach puts p on the configured bridge, under the bridge lock.
@@ -72,20 +78,23 @@ func Attach(c *config.Conf, p Port) error {
 	if _, err := Spec(c, p); err != nil {
 		return fmt.Errorf("port %q: %w", p.Name, err) // before anything changes
 	}
-	br, err := EnsureBridge(c)
+	br, undoBridge, err := ensureBridge(c)
 	if err != nil {
 		return err
 	}
 	link, err := bridge.Link(p.Name)
 	if err != nil {
+		undoBridge()
 		return err
 	}
 	if err := bridge.Attach(link, br, true); err != nil {
-		return err // Attach rolled itself back
+		undoBridge() // Attach rolled the port back itself
+		return err
 	}
 	if err := applyPolicy(c, br, p); err != nil {
 		_ = removePolicy(p.Name)
 		bridge.Restore(link)
+		undoBridge()
 		return err
 	}
 	return nil

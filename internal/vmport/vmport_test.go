@@ -139,3 +139,16 @@ func TestPruneRemovesPoliciesOfVanishedPorts(t *testing.T) {
 		}
 	})
 }
+
+func TestFailedAttachLeavesNoNewBridge(t *testing.T) {
+	inNewNS(t, func() {
+		c := &config.Conf{}
+		_ = c.Validate()
+		if err := Attach(c, Port{Name: "gone0"}); err == nil {
+			t.Fatal("Attach of a missing port succeeded")
+		}
+		if _, err := bridge.Link("br0"); err == nil {
+			t.Fatal("a failed Attach left the bridge it created")
+		}
+	})
+}
