@@ -86,7 +86,7 @@ func TestCNIAddFailsCleanly(t *testing.T) {
 		},
 		{name: "IPAM plugin fails", conf: map[string]any{"ipam": staticIPAM("not-an-address")}, code: types.ErrInternal, msg: "not-an-address"},
 		{name: "IPAM plugin missing", conf: map[string]any{"ipam": map[string]any{"type": "no-such-ipam"}}, code: cniplugin_ErrLink, msg: `"no-such-ipam"`},
-		{name: "ipSpoofCheck without addresses", conf: map[string]any{"ipSpoofCheck": true}, code: types.ErrInvalidNetworkConfig, msg: `"ipSpoofCheck" needs the guest's addresses`},
+		{name: "ipSpoofCheck without addresses", conf: map[string]any{"ipSpoofCheck": true}, code: types.ErrInvalidNetworkConfig, msg: `"ipSpoofCheck": needs the guest's addresses`},
 		{name: "MTU too large for a TAP", conf: map[string]any{"mtu": 65535}, code: cniplugin_ErrLink, msg: "a TAP takes at most 65521"},
 		{name: "MTU too large for a TAP, host mode", conf: map[string]any{"mtu": 65535, "mode": "host"}, code: cniplugin_ErrLink, msg: "MTU"},
 	}

@@ -3,13 +3,13 @@ package cniplugin
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/uplink"
 )
 
@@ -67,15 +67,16 @@ func asCNI(err error, code uint) error {
 	return types.NewError(code, err.Error(), "")
 }
 
-// attachErr classifies an error of vmport.Attach. The core's errors about
-// configuration keys read `config: "key": ...`.
+// attachErr classifies an error of vmport.Attach by its type, never by
+// its text.
 func attachErr(err error) error {
+	var ce *config.Error
 	switch {
-	case strings.Contains(err.Error(), "config: "):
+	case errors.As(err, &ce):
 		return asCNI(err, types.ErrInvalidNetworkConfig)
 	case errors.Is(err, bridge.ErrNotBridge):
 		return asCNI(err, ErrBridge)
-	case errors.Is(err, uplink.ErrNotBridgeable), strings.Contains(err.Error(), "uplink"):
+	case errors.Is(err, uplink.ErrNotBridgeable), errors.Is(err, uplink.ErrGatewayUnreachable), errors.Is(err, uplink.ErrNoUplink):
 		return asCNI(err, ErrUplink)
 	}
 	return asCNI(err, ErrLink)

@@ -161,8 +161,31 @@ func Load(path string, optional bool) (*Conf, error) {
 	return c, nil
 }
 
+// Error is an invalid or missing configuration value; front ends match it
+// with errors.As (the CNI plugin answers it with code 7).
+type Error struct {
+	Field string // the key, as written in the JSON
+	Msg   string
+	Err   error // the cause, if any
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("config: %q: %s", e.Field, e.Msg)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// FieldError returns an *Error for field.
+func FieldError(field string, cause error, format string, args ...any) error {
+	return &Error{Field: field, Msg: fmt.Sprintf(format, args...), Err: cause}
+}
+
 func fieldErr(field, format string, args ...any) error {
-	return fmt.Errorf("config: %q: %s", field, fmt.Sprintf(format, args...))
+	return FieldError(field, nil, format, args...)
 }
 
 // Validate checks every field, fills in defaults and resolves names.

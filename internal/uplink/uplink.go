@@ -49,6 +49,16 @@ func (o Options) logf(format string, args ...any) {
 // ErrNotBridgeable matches every refusal to enslave an uplink.
 var ErrNotBridgeable = errors.New("cannot be bridged")
 
+// ErrNoUplink matches an uplink that does not exist.
+var ErrNoUplink = errors.New("no such uplink")
+
+// missingError is the lookup error of a missing uplink, also matching
+// ErrNoUplink.
+type missingError struct{ err error }
+
+func (e missingError) Error() string   { return "uplink: " + e.err.Error() }
+func (e missingError) Unwrap() []error { return []error{e.err, ErrNoUplink} }
+
 // Result says what Up or Down did.
 type Result struct {
 	Changed bool
@@ -239,7 +249,7 @@ func check(o Options, up netlink.Link) error {
 func preflight(o Options) (*Journal, error) {
 	up, err := bridge.Link(o.Uplink)
 	if err != nil {
-		return nil, fmt.Errorf("uplink: %w", err)
+		return nil, missingError{err}
 	}
 	created := false
 	br, err := bridge.Get(o.Bridge)

@@ -22,7 +22,7 @@ func Spec(c *config.Conf, p Port) (policy.Spec, error) {
 	if guestMAC == nil && c.MAC != "" {
 		m, err := mac.Parse(c.MAC)
 		if err != nil {
-			return policy.Spec{}, fmt.Errorf("config: \"mac\": %w", err)
+			return policy.Spec{}, config.FieldError("mac", err, "invalid")
 		}
 		guestMAC = m
 	}
@@ -34,10 +34,10 @@ func Spec(c *config.Conf, p Port) (policy.Spec, error) {
 		}
 	}
 	if c.MACSpoofCheck && guestMAC == nil {
-		return policy.Spec{}, fmt.Errorf("config: \"macSpoofCheck\" needs the guest's MAC: set \"mac\" (--mac for tapbridge tap add, %s for qemu-ifup, runtimeConfig.mac or CNI_ARGS MAC= for CNI)", config.EnvMAC)
+		return policy.Spec{}, config.FieldError("macSpoofCheck", nil, "needs the guest's MAC: set \"mac\" (--mac for tapbridge tap add, %s for qemu-ifup, runtimeConfig.mac or CNI_ARGS MAC= for CNI)", config.EnvMAC)
 	}
 	if c.IPSpoofCheck && len(ips) == 0 {
-		return policy.Spec{}, fmt.Errorf("config: \"ipSpoofCheck\" needs the guest's addresses: set \"ips\" (--ips for tapbridge tap add, %s for qemu-ifup) or configure \"ipam\"", config.EnvIPs)
+		return policy.Spec{}, config.FieldError("ipSpoofCheck", nil, "needs the guest's addresses: set \"ips\" (--ips for tapbridge tap add, %s for qemu-ifup) or configure \"ipam\"", config.EnvIPs)
 	}
 	s := policy.Spec{
 		MAC:           guestMAC,
@@ -70,7 +70,7 @@ func applyPolicy(c *config.Conf, br *netlink.Bridge, p Port) error {
 	defer lk.Unlock()
 	if err := policy.Apply(p.Name, s); err != nil {
 		if errors.Is(err, policy.ErrVLANUnsupported) {
-			return fmt.Errorf("port %q: \"vlan\" %d: %w", p.Name, c.VLAN, err)
+			return fmt.Errorf("port %q: %w", p.Name, config.FieldError("vlan", err, "%d", c.VLAN))
 		}
 		return err
 	}
@@ -91,14 +91,13 @@ func removePolicy(name string) error {
 // caller holds the bridge lock.
 func ensureVLANs(c *config.Conf) error {
 	if err := policy.EnsureUplinkVLANs(c.Bridge, c.Uplink, c.UplinkVLANs); err != nil {
-		key := fmt.Sprintf("\"vlan\" %d", c.VLAN)
-		if len(c.UplinkVLANs) > 0 {
-			key = fmt.Sprintf("\"uplinkVlans\" %v", c.UplinkVLANs)
-		}
 		if errors.Is(err, policy.ErrVLANUnsupported) {
 			err = policy.ErrVLANUnsupported // the one line that matters
 		}
-		return fmt.Errorf("config: %s: %w", key, err)
+		if len(c.UplinkVLANs) > 0 {
+			return config.FieldError("uplinkVlans", err, "%v", c.UplinkVLANs)
+		}
+		return config.FieldError("vlan", err, "%d", c.VLAN)
 	}
 	return nil
 }
