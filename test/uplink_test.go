@@ -640,3 +640,34 @@ func TestUpResumeDoesNotRollBack(t *testing.T) {
 	l.mustTapbridge(t, "down")
 	l.assertState(t, before)
 }
+
+// TestUpTwoBridgesOneUplink: two bridges configured with the same uplink,
+// brought up at once, cannot both take it: one wins, the other refuses.
+func TestUpTwoBridgesOneUplink(t *testing.T) {
+	t.Parallel()
+	l := newUplinkLAN(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	outs := make([]string, 2)
+	for i, br := range []string{"br0", "br1"} {
+		wg.Add(1)
+		go func(i int, br string) {
+			defer wg.Done()
+			outs[i], errs[i] = l.tapbridge(nil, "up", "--bridge", br, "--uplink", "eth0")
+		}(i, br)
+	}
+	wg.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) {
+		t.Fatalf("want exactly one success:\nbr0: %v %s\nbr1: %v %s", errs[0], outs[0], errs[1], outs[1])
+	}
+	loser := 0
+	if errs[0] == nil {
+		loser = 1
+	}
+	if !strings.Contains(outs[loser], "is already a port of bridge") {
+		t.Errorf("the losing up said %q", outs[loser])
+	}
+	if _, err := l.routerPing(t, "192.0.2.10"); err != nil {
+		t.Errorf("router cannot reach the host: %v", err)
+	}
+}

@@ -40,6 +40,13 @@ func LockBridge(bridge string) (*Lock, error) {
 	return lockFile(Path("lock", bridge+".lock"))
 }
 
+// LockUplink takes the exclusive lock of a physical uplink, taken after
+// its bridge's lock: two bridges configured with the same uplink cannot
+// both move it.
+func LockUplink(uplink string) (*Lock, error) {
+	return lockFile(Path("lock", "uplink", uplink+".lock"))
+}
+
 // LockPolicy takes the exclusive lock of the namespace's port-policy table,
 // which all bridges share: applying or removing one port's policy, and
 // pruning the policies of vanished ports, never interleave.

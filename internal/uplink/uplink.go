@@ -100,6 +100,11 @@ func UpLocked(o Options) (Result, error) {
 }
 
 func upLocked(o Options) (Result, error) {
+	ulk, err := state.LockUplink(o.Uplink)
+	if err != nil {
+		return Result{}, err
+	}
+	defer ulk.Unlock()
 	j, err := readJournal(o.Bridge)
 	fresh := errors.Is(err, fs.ErrNotExist)
 	switch {
