@@ -488,6 +488,8 @@ func TestUpRefuses(t *testing.T) {
 		{"bridge with space", nil, []string{"--uplink", "eth0", "--bridge", "br 0"}, `whitespace`},
 		{"bridge is not a bridge", [][]string{{"link", "add", "br0", "type", "veth", "peer", "br0p"}}, []string{"--uplink", "eth0"}, `"br0" is a veth device: not a bridge`},
 		{"uplink is a bridge", [][]string{{"link", "add", "brx", "type", "bridge"}}, []string{"--uplink", "brx"}, `uplink "brx" is itself a bridge`},
+		{"multipath route through the uplink", [][]string{{"route", "add", "198.51.100.128/25", "nexthop", "via", "192.0.2.1", "dev", "eth0", "nexthop", "via", "192.0.2.2", "dev", "eth0"}},
+			[]string{"--uplink", "eth0"}, `uplink "eth0" carries a nexthop of the multipath route 198.51.100.128/25`},
 		{"bridge MTU above the uplink's", [][]string{{"link", "add", "br0", "mtu", "9000", "type", "bridge"}}, []string{"--uplink", "eth0"}, `bridge "br0" has MTU 9000, above the MTU 1500 of uplink "eth0"`},
 	}
 	for _, tt := range tests {

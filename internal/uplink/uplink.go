@@ -300,15 +300,21 @@ func snapshot(o Options, up netlink.Link, created bool) (*Journal, error) {
 		j.Addrs = append(j.Addrs, addrFrom(ad))
 	}
 	routes, err := netlinksafe.RouteListFiltered(netlink.FAMILY_ALL,
-		&netlink.Route{LinkIndex: a.Index, Table: unix.RT_TABLE_UNSPEC},
-		netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		&netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return nil, fmt.Errorf("listing routes of %q: %w", o.Uplink, err)
 	}
 	for _, r := range routes {
+		for _, hop := range r.MultiPath {
+			if hop.LinkIndex == a.Index {
+				// Moving one nexthop of a multipath route is not done yet;
+				// deleting the uplink's addresses would drop it silently.
+				return nil, fmt.Errorf("uplink %q carries a nexthop of the multipath route %s: %w (tapbridge does not move multipath routes; move it off %q first)", o.Uplink, r.Dst, ErrNotBridgeable, o.Uplink)
+			}
+		}
 		// Kernel routes (connected, local, broadcast, multicast) follow the
 		// addresses by themselves.
-		if r.Protocol == unix.RTPROT_KERNEL || len(r.MultiPath) > 0 {
+		if r.LinkIndex != a.Index || r.Protocol == unix.RTPROT_KERNEL || len(r.MultiPath) > 0 {
 			continue
 		}
 		j.Routes = append(j.Routes, routeFrom(r))
