@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/ns"
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/test/testbed"
@@ -28,7 +27,7 @@ import (
 // 192.0.2.10/24, a secondary 192.0.2.11/24, 2001:db8::10/64, a default
 // route, a route with a metric, a route in table 100 and a rule naming eth0.
 type uplinkLAN struct {
-	router, hv string // netns names
+	router, hv *testbed.NetNS
 	runDir     string
 }
 
@@ -36,7 +35,7 @@ func newUplinkLAN(t *testing.T) *uplinkLAN {
 	t.Helper()
 	needRoot(t)
 	lan := testbed.NewLAN(t, testbed.UplinkOptions())
-	return &uplinkLAN{router: lan.Router.Name, hv: lan.HV.Name, runDir: t.TempDir()}
+	return &uplinkLAN{router: lan.Router, hv: lan.HV, runDir: t.TempDir()}
 }
 
 func mustRun(t testing.TB, args ...string) string {
@@ -50,7 +49,7 @@ func mustRun(t testing.TB, args ...string) string {
 
 // tapbridge runs bin/tapbridge inside the hypervisor namespace.
 func (l *uplinkLAN) tapbridge(env []string, args ...string) (string, error) {
-	cmd := exec.Command("ip", append([]string{"netns", "exec", l.hv, bin("tapbridge")}, args...)...)
+	cmd := l.hv.Command(bin("tapbridge"), args...)
 	cmd.Env = append(append(os.Environ(), "TAPBRIDGE_RUN_DIR="+l.runDir), env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -67,7 +66,7 @@ func (l *uplinkLAN) mustTapbridge(t *testing.T, args ...string) string {
 
 func (l *uplinkLAN) ip(t testing.TB, args ...string) string {
 	t.Helper()
-	return mustRun(t, append([]string{"ip", "-n", l.hv}, args...)...)
+	return l.hv.MustExec(t, "ip", args...)
 }
 
 // volatile matches what changes by itself: lifetimes and bridge timers.
@@ -88,7 +87,7 @@ func (l *uplinkLAN) dump(t testing.TB) []string {
 	} {
 		// stdout only: ip warns on stderr about peer namespaces that other
 		// tests are deleting meanwhile.
-		out, err := exec.Command("ip", append([]string{"-n", l.hv}, args...)...).Output()
+		out, err := exec.Command("ip", append([]string{"-n", l.hv.Name}, args...)...).Output()
 		if err != nil {
 			t.Fatalf("ip %v: %v", args, err)
 		}
@@ -166,7 +165,7 @@ func (l *uplinkLAN) assertMigrated(t *testing.T) {
 	if rules := l.ip(t, "rule"); !strings.Contains(rules, "iif br0 lookup 100") || strings.Contains(rules, "iif eth0") {
 		t.Errorf("rule not moved to br0:\n%s", rules)
 	}
-	if _, err := l.routerPing(t, "192.0.2.10"); err != nil {
+	if err := l.router.Ping("192.0.2.10"); err != nil {
 		t.Errorf("router cannot reach the host: %v", err)
 	}
 }
@@ -179,11 +178,6 @@ func mac(t *testing.T, ipOut string) string {
 		t.Fatalf("no MAC in %q", ipOut)
 	}
 	return m[1]
-}
-
-func (l *uplinkLAN) routerPing(t testing.TB, dst string) (string, error) {
-	out, err := exec.Command("ip", "netns", "exec", l.router, "busybox", "ping", "-c", "1", "-W", "1", dst).CombinedOutput()
-	return string(out), err
 }
 
 func TestUpDownRestoresExactly(t *testing.T) {
@@ -241,7 +235,7 @@ func TestDownKeepsBridgeWithOtherPorts(t *testing.T) {
 // strict reverse-path filtering on; afterwards br0 filters as eth0 did.
 func TestUpLosesNothing(t *testing.T) {
 	l := newUplinkLAN(t)
-	inNS(t, l.hv, func() error {
+	mustDo(t, l.hv, func() error {
 		for _, dev := range []string{"all", "default", "eth0"} {
 			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+dev+"/rp_filter", []byte("1"), 0o644); err != nil {
 				return err
@@ -252,7 +246,7 @@ func TestUpLosesNothing(t *testing.T) {
 
 	// A TCP echo server on the host, a client on the router.
 	var ln net.Listener
-	inNS(t, l.hv, func() (err error) { ln, err = net.Listen("tcp4", "192.0.2.10:7777"); return })
+	mustDo(t, l.hv, func() (err error) { ln, err = net.Listen("tcp4", "192.0.2.10:7777"); return })
 	defer ln.Close()
 	go func() {
 		c, err := ln.Accept()
@@ -261,11 +255,11 @@ func TestUpLosesNothing(t *testing.T) {
 		}
 	}()
 	var conn net.Conn
-	inNS(t, l.router, func() (err error) { conn, err = net.DialTimeout("tcp4", "192.0.2.10:7777", time.Second); return })
+	mustDo(t, l.router, func() (err error) { conn, err = net.DialTimeout("tcp4", "192.0.2.10:7777", time.Second); return })
 	defer conn.Close()
 
 	var icmp int
-	inNS(t, l.router, func() (err error) {
+	mustDo(t, l.router, func() (err error) {
 		icmp, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP)
 		return
 	})
@@ -367,7 +361,7 @@ func TestUpLosesNothing(t *testing.T) {
 		t.Errorf("TCP connection broke during up after %d round trips: %v", echoed, tcpErr)
 	}
 	l.assertMigrated(t)
-	inNS(t, l.hv, func() error {
+	mustDo(t, l.hv, func() error {
 		b, err := os.ReadFile("/proc/sys/net/ipv4/conf/br0/rp_filter")
 		if err == nil && strings.TrimSpace(string(b)) != "1" {
 			t.Errorf("br0 rp_filter = %s after up, want eth0's 1", b)
@@ -405,12 +399,11 @@ func copyEcho(c net.Conn) (int64, error) {
 	}
 }
 
-// inNS runs f on a thread inside the named namespace; sockets it opens stay
-// in that namespace.
-func inNS(t testing.TB, name string, f func() error) {
+// mustDo runs f inside n (testbed.NetNS.Do); sockets it opens stay in n.
+func mustDo(t testing.TB, n *testbed.NetNS, f func() error) {
 	t.Helper()
-	if err := ns.WithNetNSPath("/run/netns/"+name, func(ns.NetNS) error { return f() }); err != nil {
-		t.Fatalf("in netns %s: %v", name, err)
+	if err := n.Do(f); err != nil {
+		t.Fatalf("in netns %s: %v", n, err)
 	}
 }
 
@@ -497,7 +490,7 @@ func TestUpRefuses(t *testing.T) {
 			t.Parallel()
 			l := newUplinkLAN(t)
 			for _, s := range tt.setup {
-				if out, err := exec.Command("ip", append([]string{"-n", l.hv}, s...)...).CombinedOutput(); err != nil {
+				if out, err := exec.Command("ip", append([]string{"-n", l.hv.Name}, s...)...).CombinedOutput(); err != nil {
 					if strings.Contains(string(out), "Unknown device type") {
 						t.Skipf("this kernel cannot make a %s device: %s", s[len(s)-1], out)
 					}
@@ -604,7 +597,7 @@ func TestUpIntoExistingBridge(t *testing.T) {
 	if mac(t, br) != mac(t, eth) || !strings.Contains(br, "inet 192.0.2.10/24") || !strings.Contains(eth, "master br0") {
 		t.Errorf("after up:\n%s\n%s", br, eth)
 	}
-	if _, err := l.routerPing(t, "192.0.2.10"); err != nil {
+	if err := l.router.Ping("192.0.2.10"); err != nil {
 		t.Errorf("router cannot reach the host: %v", err)
 	}
 	out = l.mustTapbridge(t, "down")
@@ -628,7 +621,7 @@ func TestUpResumeDoesNotRollBack(t *testing.T) {
 	before := l.dump(t)
 	out, err := l.tapbridge([]string{"TAPBRIDGE_FAILPOINT=up:routes"}, "up", "--uplink", "eth0")
 	assertKilled(t, err, out)
-	mustRun(t, "ip", "-n", l.router, "addr", "del", "192.0.2.1/24", "dev", "veth-r")
+	l.router.MustExec(t, "ip", "addr", "del", "192.0.2.1/24", "dev", "veth-r")
 	out, err = l.tapbridge(nil, "up", "--uplink", "eth0", "--probe-timeout", "300ms")
 	if err == nil || !strings.Contains(out, "nothing rolled back") {
 		t.Fatalf("resumed up with the gateway away: %v\n%s", err, out)
@@ -636,7 +629,7 @@ func TestUpResumeDoesNotRollBack(t *testing.T) {
 	if eth := l.ip(t, "link", "show", "dev", "eth0"); !strings.Contains(eth, "master br0") {
 		t.Errorf("eth0 left br0 after a failed resume:\n%s", eth)
 	}
-	mustRun(t, "ip", "-n", l.router, "addr", "add", "192.0.2.1/24", "dev", "veth-r")
+	l.router.MustExec(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "veth-r")
 	l.mustTapbridge(t, "up", "--uplink", "eth0")
 	l.assertMigrated(t)
 	l.mustTapbridge(t, "down")
@@ -669,7 +662,7 @@ func TestUpTwoBridgesOneUplink(t *testing.T) {
 	if !strings.Contains(outs[loser], "is already a port of bridge") {
 		t.Errorf("the losing up said %q", outs[loser])
 	}
-	if _, err := l.routerPing(t, "192.0.2.10"); err != nil {
+	if err := l.router.Ping("192.0.2.10"); err != nil {
 		t.Errorf("router cannot reach the host: %v", err)
 	}
 }
