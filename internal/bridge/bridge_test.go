@@ -10,11 +10,8 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// inNewNS runs f in a throwaway network namespace.
-func inNewNS(tb testing.TB, f func()) { tb.Helper(); nstest.Run(tb, f) }
-
 func TestEnsureCreatesWithMACAndMTU(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		hw, _ := net.ParseMAC("52:54:00:12:34:56")
 		br, created, err := Ensure(Spec{Name: "br0", MAC: hw, MTU: 9000})
 		if err != nil || !created {
@@ -64,7 +61,7 @@ func TestEnsureCreatesWithMACAndMTU(t *testing.T) {
 }
 
 func TestEnsureRefusesNonBridge(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "br0"}, PeerName: "br0p"}); err != nil {
 			t.Fatal(err)
 		}

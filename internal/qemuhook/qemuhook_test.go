@@ -23,9 +23,6 @@ import (
 	"github.com/tapbridge/tapbridge/internal/tap"
 )
 
-// inNewNS runs f in a throwaway network namespace.
-func inNewNS(tb testing.TB, f func()) { tb.Helper(); nstest.Run(tb, f) }
-
 // env is a fake process environment.
 type env map[string]string
 
@@ -71,7 +68,7 @@ func qemuTAP(t *testing.T, name string) {
 }
 
 func TestIfupIfdown(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		e := writeConf(t, `{"bridge": "br0", "mtu": 9000}`)
 		e[config.EnvMAC] = "52:54:00:12:34:56"
 		qemuTAP(t, "tap0")
@@ -106,7 +103,7 @@ func TestIfupIfdown(t *testing.T) {
 // TestIfupPerVMBridge: TAPBRIDGE_BRIDGE picks another bridge, which does
 // not get the uplink the file names for its own bridge.
 func TestIfupPerVMBridge(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		e := writeConf(t, `{"bridge": "br0", "uplink": "eth0"}`)
 		e[config.EnvBridge] = "br-int"
 		qemuTAP(t, "tap0")
@@ -123,7 +120,7 @@ func TestIfupPerVMBridge(t *testing.T) {
 }
 
 func TestIfdownWhenTAPIsGone(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		for _, e := range []env{{}, writeConf(t, `{"bridge": "br0"}`), writeConf(t, `{"mtu": "broken"}`)} {
 			if err := Ifdown("tap0", e.get); err != nil {
 				t.Errorf("ifdown of a gone TAP with %v = %v", e, err)
@@ -133,7 +130,7 @@ func TestIfdownWhenTAPIsGone(t *testing.T) {
 }
 
 func TestIfdownRefusesNonTAP(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		if _, _, err := bridge.Ensure(bridge.Spec{Name: "br0"}); err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +269,7 @@ func TestIfupFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			inNewNS(t, func() {
+			nstest.Run(t, func() {
 				e := tt.setup(t)
 				before := links(t)
 				name := tt.tap
@@ -412,7 +409,7 @@ func recvFD(t *testing.T, sock int) int {
 }
 
 func TestHelper(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		dir := t.TempDir()
 		aclPath := filepath.Join(dir, "bridge.conf")
 		if err := os.WriteFile(aclPath, []byte("allow br0\n"), 0o644); err != nil {
@@ -499,7 +496,7 @@ func TestHelperFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			inNewNS(t, func() {
+			nstest.Run(t, func() {
 				conf := tt.conf
 				if tt.acl != "" {
 					p := filepath.Join(t.TempDir(), "bridge.conf")
@@ -633,7 +630,7 @@ func TestHelperEnvForUsers(t *testing.T) {
 }
 
 func TestAddDeleteTAP(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		c := &config.Conf{MTU: 9000, Owner: &config.ID{Name: "nobody", Value: -1}, VnetHdr: true}
 		if err := c.Validate(); err != nil {
 			t.Fatal(err)
@@ -678,7 +675,7 @@ func TestAddDeleteTAP(t *testing.T) {
 }
 
 func TestAddTAPFailureLeavesNothing(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "br0"}, PeerName: "br0p"}); err != nil {
 			t.Fatal(err)
 		}

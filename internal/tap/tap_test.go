@@ -9,11 +9,8 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// inNewNS runs f in a throwaway network namespace.
-func inNewNS(tb testing.TB, f func()) { tb.Helper(); nstest.Run(tb, f) }
-
 func TestCreateInspectDelete(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		if _, err := Create("tap0", Options{Owner: 65534, Group: 65534, VnetHdr: true}); err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +47,7 @@ func TestCreateInspectDelete(t *testing.T) {
 }
 
 func TestOpenIsNotPersistent(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		f, name, err := Open("tap%d", DefaultOptions)
 		if err != nil {
 			t.Fatal(err)
@@ -66,7 +63,7 @@ func TestOpenIsNotPersistent(t *testing.T) {
 }
 
 func TestDeleteRefusesNonTAP(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "v0"}, PeerName: "v0p"}); err != nil {
 			t.Fatal(err)
 		}

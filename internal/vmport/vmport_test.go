@@ -15,11 +15,8 @@ import (
 	"github.com/tapbridge/tapbridge/internal/tap"
 )
 
-// inNewNS runs f in a throwaway network namespace.
-func inNewNS(tb testing.TB, f func()) { tb.Helper(); nstest.Run(tb, f) }
-
 func TestAttachDetach(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		c := &config.Conf{MTU: 9000}
 		if err := c.Validate(); err != nil {
 			t.Fatal(err)
@@ -51,7 +48,7 @@ func TestAttachDetach(t *testing.T) {
 }
 
 func TestAttachToNonBridgeChangesNothing(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "br0"}, PeerName: "br0p"}); err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +76,7 @@ func TestAttachToNonBridgeChangesNothing(t *testing.T) {
 func BenchmarkAttach(b *testing.B) {
 	for _, existing := range []int{0, 1000} {
 		b.Run(fmt.Sprintf("ports=%d", existing), func(b *testing.B) {
-			inNewNS(b, func() {
+			nstest.Run(b, func() {
 				c := &config.Conf{}
 				_ = c.Validate()
 				for i := 0; i < existing; i++ {
@@ -114,7 +111,7 @@ func BenchmarkAttach(b *testing.B) {
 }
 
 func TestPruneRemovesPoliciesOfVanishedPorts(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		c := &config.Conf{}
 		_ = c.Validate() // dhcpGuard and raGuard are on: every port has a chain
 		for _, n := range []string{"tap0", "tap1"} {
@@ -141,7 +138,7 @@ func TestPruneRemovesPoliciesOfVanishedPorts(t *testing.T) {
 }
 
 func TestFailedAttachLeavesNoNewBridge(t *testing.T) {
-	inNewNS(t, func() {
+	nstest.Run(t, func() {
 		c := &config.Conf{}
 		_ = c.Validate()
 		if err := Attach(c, Port{Name: "gone0"}); err == nil {
