@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/mac"
 	"github.com/tapbridge/tapbridge/internal/policy"
@@ -56,21 +54,17 @@ func Spec(c *config.Conf, p Port) (policy.Spec, error) {
 // orTrue is the value of an optional key that defaults to on.
 func orTrue(b *bool) bool { return b == nil || *b }
 
-// applyPolicy programs the port policy on the port, which is already a port
-// of br.
-func applyPolicy(c *config.Conf, br *netlink.Bridge, p Port) error {
-	s, err := Spec(c, p)
-	if err != nil {
-		return fmt.Errorf("port %q: %w", p.Name, err)
-	}
+// applyPolicy programs spec (from Spec) on the port, which is already a
+// port of its bridge.
+func applyPolicy(c *config.Conf, port string, spec policy.Spec) error {
 	lk, err := state.LockPolicy()
 	if err != nil {
 		return err
 	}
 	defer lk.Unlock()
-	if err := policy.Apply(p.Name, s); err != nil {
+	if err := policy.Apply(port, spec); err != nil {
 		if errors.Is(err, policy.ErrVLANUnsupported) {
-			return fmt.Errorf("port %q: %w", p.Name, config.FieldError("vlan", err, "%d", c.VLAN))
+			return fmt.Errorf("port %q: %w", port, config.FieldError("vlan", err, "%d", c.VLAN))
 		}
 		return err
 	}

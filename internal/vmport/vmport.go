@@ -75,7 +75,8 @@ func Attach(c *config.Conf, p Port) error {
 		return err
 	}
 	defer lk.Unlock()
-	if _, err := Spec(c, p); err != nil {
+	spec, err := Spec(c, p)
+	if err != nil {
 		return fmt.Errorf("port %q: %w", p.Name, err) // before anything changes
 	}
 	br, undoBridge, err := ensureBridge(c)
@@ -91,7 +92,7 @@ func Attach(c *config.Conf, p Port) error {
 		undoBridge() // Attach rolled the port back itself
 		return err
 	}
-	if err := applyPolicy(c, br, p); err != nil {
+	if err := applyPolicy(c, p.Name, spec); err != nil {
 		_ = removePolicy(p.Name)
 		bridge.Restore(link)
 		undoBridge()
