@@ -70,10 +70,7 @@ type Result struct {
 // idempotent and, after a crash at any step, finishes the job from the
 // journal.
 func Up(o Options) (Result, error) {
-	if err := ifname.Validate("bridge", o.Bridge); err != nil {
-		return Result{}, err
-	}
-	if err := ifname.Validate("uplink", o.Uplink); err != nil {
+	if err := o.validate(); err != nil {
 		return Result{}, err
 	}
 	if o.Bridge == o.Uplink {
@@ -87,13 +84,18 @@ func Up(o Options) (Result, error) {
 	return upLocked(o)
 }
 
+// validate checks the bridge and uplink names before anything is touched.
+func (o Options) validate() error {
+	if err := ifname.Validate("bridge", o.Bridge); err != nil {
+		return err
+	}
+	return ifname.Validate("uplink", o.Uplink)
+}
+
 // UpLocked is Up for a caller that already holds the bridge lock (the CNI
 // plugin and qemu-ifup, which go on to attach a port under the same lock).
 func UpLocked(o Options) (Result, error) {
-	if err := ifname.Validate("bridge", o.Bridge); err != nil {
-		return Result{}, err
-	}
-	if err := ifname.Validate("uplink", o.Uplink); err != nil {
+	if err := o.validate(); err != nil {
 		return Result{}, err
 	}
 	return upLocked(o)
