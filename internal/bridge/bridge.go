@@ -134,7 +134,9 @@ func Ports(br netlink.Link) ([]netlink.Link, error) {
 }
 
 // Attach makes port a port of br: MTU set to the bridge's, MAC first byte
-// set to 0xFE (setMAC), enslaved, and up. It is idempotent. A port that
+// set to 0xFE (setMAC), and enslaved. It leaves the port's up state alone:
+// a port that is down forwards nothing, so the caller brings it up once its
+// policy is in place. It is idempotent. A port that
 // already has another master is refused before anything changes; if a later
 // step fails, the port is put back as it was.
 func Attach(port netlink.Link, br *netlink.Bridge, setMAC bool) (err error) {
@@ -160,11 +162,6 @@ func Attach(port netlink.Link, br *netlink.Bridge, setMAC bool) (err error) {
 	if a.MasterIndex != br.Attrs().Index {
 		if err := netlink.LinkSetMasterByIndex(port, br.Attrs().Index); err != nil {
 			return fmt.Errorf("attaching %q to bridge %q: %w", a.Name, br.Attrs().Name, err)
-		}
-	}
-	if a.Flags&net.FlagUp == 0 {
-		if err := netlink.LinkSetUp(port); err != nil {
-			return fmt.Errorf("bringing %q up: %w", a.Name, err)
 		}
 	}
 	return nil

@@ -16,10 +16,10 @@ func tapCommand() command {
 		usage:   "add|del NAME [flags]",
 		help: `'tap add' creates the persistent TAP NAME, owned by --owner/--group so that a
 QEMU running as that user can open it, and attaches it to the bridge exactly
-as qemu-ifup does (bridge and uplink ensured, the bridge's MTU, a MAC whose
-first byte is 0xFE, the port policy of the configuration, up). 'tap del'
-detaches it, removes its port policy and deletes it; it refuses a TAP a
-running QEMU holds. Both are idempotent; a TAP left by a crashed QEMU is
+as qemu-ifup does (bridge and uplink ensured, the bridge's MTU, a front
+port whose MAC only root can change, the port policy of the configuration,
+up). 'tap del' detaches it, removes its front and port policy and deletes
+it; it refuses a TAP a running QEMU holds. Both are idempotent; a TAP left by a crashed QEMU is
 reused. No 'ip' command is run.
 
 Examples:
@@ -99,8 +99,8 @@ Examples:
 		if !res.Changed {
 			state = "already on"
 		}
-		fmt.Fprintf(out, "%s: %s bridge %s (owner %s, group %s, MTU %d, MAC %s); QEMU: -netdev tap,id=n0,ifname=%s,script=no,downscript=no\n",
-			name, state, res.Bridge, idName(conf.Owner), idName(conf.Group), res.MTU, res.MAC, name)
+		fmt.Fprintf(out, "%s: %s bridge %s through port %s (owner %s, group %s, MTU %d, port MAC %s); QEMU: -netdev tap,id=n0,ifname=%s,script=no,downscript=no\n",
+			name, state, res.Bridge, res.Port, idName(conf.Owner), idName(conf.Group), res.MTU, res.MAC, name)
 		return nil
 	}
 	return c

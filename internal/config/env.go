@@ -45,3 +45,35 @@ func (c *Conf) ApplyEnv(getenv func(string) string) error {
 	}
 	return c.Validate()
 }
+
+// Other variables tapbridge reads: the state directory (package state),
+// fault injection for the crash tests (package failpoint), and the test
+// suite's directory of built binaries, which the suite passes on to them.
+const (
+	EnvRunDir    = "TAPBRIDGE_RUN_DIR"
+	EnvFailpoint = "TAPBRIDGE_FAILPOINT"
+	EnvBinDir    = "TAPBRIDGE_BIN_DIR"
+)
+
+// knownEnv is every TAPBRIDGE_ variable that means something.
+var knownEnv = []string{EnvConf, EnvBridge, EnvMAC, EnvIPs, EnvVLAN, EnvIsolated, EnvRunDir, EnvFailpoint, EnvBinDir}
+
+// CheckEnv refuses a TAPBRIDGE_ variable in environ ("KEY=VALUE" strings,
+// os.Environ) that tapbridge does not know, naming the nearest one it does:
+// a misspelled TAPBRIDGE_ISOLATE would otherwise leave a VM unisolated.
+func CheckEnv(environ []string) error {
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(k, "TAPBRIDGE_") {
+			continue
+		}
+		known := false
+		for _, n := range knownEnv {
+			known = known || k == n
+		}
+		if !known {
+			return fieldErr(k, "unknown variable; did you mean %q?", Nearest(k, knownEnv))
+		}
+	}
+	return nil
+}

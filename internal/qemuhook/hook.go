@@ -159,6 +159,9 @@ type loaded struct {
 // loadConf reads TAPBRIDGE_CONF, else the default file if it exists, and
 // applies the per-VM environment when perVM is true. On failure it still
 // returns the best guess of the bridge, for the error line.
+// environ is the process environment; a variable so that tests can set it.
+var environ = os.Environ
+
 func loadConf(getenv func(string) string, perVM bool) (*loaded, string, error) {
 	path, optional := getenv(config.EnvConf), false
 	if path == "" {
@@ -174,6 +177,9 @@ func loadConf(getenv func(string) string, perVM bool) (*loaded, string, error) {
 		l.path = path
 	}
 	if perVM {
+		if err := config.CheckEnv(environ()); err != nil {
+			return nil, guess, err
+		}
 		if err := c.ApplyEnv(getenv); err != nil {
 			return nil, guess, err
 		}

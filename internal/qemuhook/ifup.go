@@ -71,11 +71,9 @@ func Ifdown(name string, getenv func(string) string) error {
 		if err := isTAP(link); err != nil {
 			return fail(err)
 		}
-		if m := link.Attrs().MasterIndex; m != 0 {
-			if master, err := netlink.LinkByIndex(m); err == nil {
-				br = master.Attrs().Name
-			}
-		}
+	}
+	if b := vmport.BridgeOf(name); b != "" {
+		br = b
 	}
 	c := &config.Conf{Bridge: br}
 	if err := c.Validate(); err != nil {

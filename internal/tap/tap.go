@@ -56,6 +56,9 @@ func (o Options) flags() uint16 {
 // such as "tap%d" lets the kernel choose), creating it if needed, and
 // returns the descriptor and the TAP's real name.
 func open(name string, o Options) (*os.File, string, error) {
+	if err := o.checkIDs(); err != nil {
+		return nil, "", fmt.Errorf("TAP %q: %w", name, err)
+	}
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, "", fmt.Errorf("opening /dev/net/tun: %w", err)

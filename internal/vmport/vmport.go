@@ -10,6 +10,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/uplink"
 )
@@ -68,7 +69,12 @@ func ensureBridge(c *config.Conf) (br *netlink.Bridge, undo func(), err error) {
 	return br, undo, err
 }
 
-// Attach puts p on the configured bridge, under the bridge lock.
+// Attach puts p on the configured bridge, under the bridge lock. A TAP
+// (the QEMU hooks, the helper, `tap add`, CNI host mode) joins through a
+// front (package front), so that its tenant cannot change the MAC the
+// bridge knows the port by; the host end of a veth (CNI netns mode) joins
+// itself. The port is enslaved while it is down, gets its policy, and only
+// then comes up: it never forwards a frame its policy has not seen.
 func Attach(c *config.Conf, p Port) error {
 	lk, err := state.LockBridge(c.Bridge)
 	if err != nil {
@@ -88,31 +94,86 @@ func Attach(c *config.Conf, p Port) error {
 		undoBridge()
 		return err
 	}
-	if err := bridge.Attach(link, br, true); err != nil {
-		undoBridge() // Attach rolled the port back itself
-		return err
+	undoFront := func() {}
+	if _, isTAP := link.(*netlink.Tuntap); isTAP {
+		var created bool
+		if link, created, err = front.Create(link, br.Attrs().MTU); err != nil {
+			undoBridge()
+			return fmt.Errorf("TAP %q: %w", p.Name, err)
+		}
+		if created {
+			undoFront = func() { _ = front.Delete(p.Name) }
+		}
 	}
-	if err := applyPolicy(c, p.Name, spec); err != nil {
-		_ = removePolicy(p.Name)
+	port := link.Attrs().Name
+	fail := func(err error) error {
+		_ = removePolicy(port)
 		bridge.Restore(link)
+		undoFront()
 		undoBridge()
 		return err
+	}
+	if err := bridge.Attach(link, br, true); err != nil {
+		return fail(err)
+	}
+	if err := applyPolicy(c, port, spec); err != nil {
+		return fail(err)
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		if err := netlink.LinkSetUp(link); err != nil {
+			return fail(fmt.Errorf("bringing %q up: %w", port, err))
+		}
 	}
 	return nil
 }
 
-// Detach takes the port off its bridge and removes its policy. It succeeds
-// when the port is already gone.
+// Detach takes the port off its bridge and then removes its policy. name is
+// what Attach was given: a TAP, whose front is deleted, or a veth's host
+// end. It succeeds when the port is already gone.
 func Detach(c *config.Conf, name string) error {
 	lk, err := state.LockBridge(c.Bridge)
 	if err != nil {
 		return err
 	}
 	defer lk.Unlock()
-	if err := removePolicy(name); err != nil {
+	fp, _, err := front.Port(name)
+	switch {
+	case err == nil:
+		if err := front.Delete(name); err != nil {
+			return err
+		}
+		return removePolicy(fp.Attrs().Name)
+	case !errors.Is(err, bridge.ErrNotFound):
 		return err
 	}
-	return bridge.Detach(name)
+	// A veth's host end, or a TAP attached by an older tapbridge directly.
+	if err := bridge.Detach(name); err != nil {
+		return err
+	}
+	return removePolicy(name)
+}
+
+// BridgePort returns the name of the bridge port that stands for name: the
+// port of its front for a TAP that has one, else name itself.
+func BridgePort(name string) string {
+	if fp, _, err := front.Port(name); err == nil {
+		return fp.Attrs().Name
+	}
+	return name
+}
+
+// BridgeOf returns the name of the bridge that the port standing for name
+// (BridgePort) is on, or "" when it is on none or gone.
+func BridgeOf(name string) string {
+	l, err := bridge.Link(BridgePort(name))
+	if err != nil || l.Attrs().MasterIndex == 0 {
+		return ""
+	}
+	m, err := netlink.LinkByIndex(l.Attrs().MasterIndex)
+	if err != nil {
+		return ""
+	}
+	return m.Attrs().Name
 }
 
 // Check verifies that the port is up on the configured bridge with the
@@ -125,6 +186,12 @@ func Check(c *config.Conf, name string) error {
 	l, err := bridge.Link(name)
 	if err != nil {
 		return err
+	}
+	if _, isTAP := l.(*netlink.Tuntap); isTAP {
+		if l, err = front.Check(l); err != nil {
+			return fmt.Errorf("TAP %q: %w", name, err)
+		}
+		name = l.Attrs().Name
 	}
 	a := l.Attrs()
 	switch {
