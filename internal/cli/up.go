@@ -159,7 +159,7 @@ Examples:
 			printStatus(out, st)
 		}
 		if !st.Consistent {
-			return fmt.Errorf("bridge %q does not match its journal: %s", st.Bridge, strings.Join(st.Problems, "; "))
+			return fmt.Errorf("bridge %q: %d problem(s): %s", st.Bridge, len(st.Problems), strings.Join(st.Problems, "; "))
 		}
 		return nil
 	}

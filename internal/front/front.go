@@ -316,3 +316,20 @@ func delIndex(l netlink.Link) error {
 	}
 	return nil
 }
+
+// Problem says what is wrong with a port of a bridge, "" when nothing is:
+// a TAP that is a port itself (whoever holds it can change the MAC the
+// bridge knows the port by, and so claim any MAC on the LAN for the host),
+// or a front whose MAC is not the one Create gave it.
+func Problem(port netlink.Link) string {
+	a := port.Attrs()
+	if t, ok := port.(*netlink.Tuntap); ok && t.Mode == netlink.TUNTAP_MODE_TAP {
+		return fmt.Sprintf("TAP %q is a port of the bridge itself: whoever holds it can change the MAC the bridge knows it by (detach it and attach it with tapbridge, which puts a front before it)", a.Name)
+	}
+	if i, ok := Of(port); ok {
+		if want := mac.HostPort(mac.FromName(a.Name)); a.HardwareAddr.String() != want.String() {
+			return fmt.Sprintf("port %q (the front of TAP %q) has MAC %s, not the %s tapbridge gave it", a.Name, i.TAP, a.HardwareAddr, want)
+		}
+	}
+	return ""
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/ifname"
 )
 
@@ -84,6 +85,9 @@ func GetStatus(br string) (*Status, error) {
 		for _, p := range ports {
 			pa := p.Attrs()
 			s.Ports = append(s.Ports, Port{pa.Name, p.Type(), pa.HardwareAddr.String(), pa.MTU, pa.Flags&net.FlagUp != 0})
+			if msg := front.Problem(p); msg != "" {
+				s.Problems = append(s.Problems, msg)
+			}
 		}
 		if j != nil {
 			if j.Phase != phaseDone {
