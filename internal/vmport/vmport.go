@@ -10,6 +10,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/failpoint"
 	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/uplink"
@@ -116,6 +117,7 @@ func Attach(c *config.Conf, p Port) error {
 	if err := bridge.Attach(link, br, true); err != nil {
 		return fail(err)
 	}
+	failpoint.Hit("attach:enslaved") // on the bridge, down, no policy yet
 	if err := applyPolicy(c, port, spec); err != nil {
 		return fail(err)
 	}
@@ -142,6 +144,7 @@ func Detach(c *config.Conf, name string) error {
 		if err := front.Delete(name); err != nil {
 			return err
 		}
+		failpoint.Hit("detach:unbridged") // off the bridge, policy still there
 		return removePolicy(fp.Attrs().Name)
 	case !errors.Is(err, bridge.ErrNotFound):
 		return err
