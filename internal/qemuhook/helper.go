@@ -118,7 +118,7 @@ func helper(args []string, getenv func(string) string, caller Caller) error {
 		if errors.Is(err, fs.ErrPermission) && os.Geteuid() != 0 {
 			// Installed with the file capability: the helper runs as the
 			// user, who must be able to take the bridge lock.
-			err = fmt.Errorf("%w (the helper runs as uid %d with the file capability: make the bridge and policy locks writable by QEMU's users, see docs/qemu.md, or install it setuid root)", err, os.Geteuid())
+			err = fmt.Errorf("%w (the helper runs as uid %d with the file capability: make the bridge, uplink and policy locks writable by QEMU's users and the uplink journal readable with docs/qemu.md's tmpfiles snippet, and run 'tapbridge up' as root first; or install it setuid root)", err, os.Geteuid())
 		}
 		return fail(name, err)
 	}

@@ -90,8 +90,13 @@ func (l *Lock) Unlock() {
 var ErrNotExist = fs.ErrNotExist
 
 // WriteJSON stores v at path atomically: a reader (or a re-run after a
-// crash) sees either the old record or the new one, never a torn file.
-func WriteJSON(path string, v any) error {
+// crash) sees either the old record or the new one, never a torn file. Only
+// root may read it.
+func WriteJSON(path string, v any) error { return WriteJSONMode(path, v, 0o600) }
+
+// WriteJSONMode is WriteJSON for a record with the given mode (a journal
+// the bridge helper, running as the user, must read).
+func WriteJSONMode(path string, v any, mode os.FileMode) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding %q: %w", path, err)
@@ -104,6 +109,10 @@ func WriteJSON(path string, v any) error {
 		return fmt.Errorf("writing %q: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
 	if _, err := tmp.Write(append(data, '\n')); err != nil {
 		tmp.Close()
 		return fmt.Errorf("writing %q: %w", path, err)

@@ -78,7 +78,10 @@ func readJournal(br string) (*Journal, error) {
 	return &j, nil
 }
 
-func (j *Journal) save() error { return state.WriteJSON(journalPath(j.Bridge), j) }
+// save writes the journal readable by all: the bridge helper, installed
+// with a file capability, runs as the user and reads it to see that the
+// uplink is in place. It holds nothing `ip addr` does not show.
+func (j *Journal) save() error { return state.WriteJSONMode(journalPath(j.Bridge), j, 0o644) }
 
 func removeJournal(br string) error { return state.Remove(journalPath(br)) }
 

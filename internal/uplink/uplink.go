@@ -18,6 +18,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/failpoint"
+	"github.com/tapbridge/tapbridge/internal/handover"
 	"github.com/tapbridge/tapbridge/internal/ifname"
 	"github.com/tapbridge/tapbridge/internal/state"
 )
@@ -155,7 +156,8 @@ func upLocked(o Options) (Result, error) {
 	if err := j.save(); err != nil {
 		return Result{}, err
 	}
-	return Result{Changed: true, Message: fmt.Sprintf("bridge %q now holds uplink %q with %d addresses, %d routes and %d rules", o.Bridge, o.Uplink, len(j.Addrs), len(j.Routes), len(j.Rules))}, nil
+	msg := fmt.Sprintf("bridge %q now holds uplink %q with %d addresses, %d routes and %d rules", o.Bridge, o.Uplink, len(j.Addrs), len(j.Routes), len(j.Rules))
+	return handOver(o, o.Uplink, o.Bridge, msg)
 }
 
 // rollback restores the snapshot after a failed Up and returns the error
@@ -316,7 +318,9 @@ func snapshot(o Options, up netlink.Link, created bool) (*Journal, error) {
 		}
 		// Kernel routes (connected, local, broadcast, multicast) follow the
 		// addresses by themselves.
-		if r.LinkIndex != a.Index || r.Protocol == unix.RTPROT_KERNEL || len(r.MultiPath) > 0 {
+		// Routes learned from router advertisements are the kernel's too:
+		// handOver has the bridge learn them (a copy would block that).
+		if r.LinkIndex != a.Index || r.Protocol == unix.RTPROT_KERNEL || r.Protocol == unix.RTPROT_RA || len(r.MultiPath) > 0 {
 			continue
 		}
 		j.Routes = append(j.Routes, routeFrom(r))
@@ -467,6 +471,14 @@ func (j *Journal) restore(o Options) (string, error) {
 		_ = netlink.LinkSetDown(up)
 	}
 	failpoint.Hit("down:release")
+	// The host's DHCP client and IPv6 autoconfiguration go back to the
+	// uplink while the bridge still holds the addresses (best effort: the
+	// restore itself must not fail on it).
+	if hmsg, err := handover.Run(handover.Options{From: j.Bridge, To: j.Uplink, Timeout: o.probeTimeout(), Log: o.Log}); err != nil {
+		o.logf("warning: %v", err)
+	} else if hmsg != "" {
+		o.logf("%s", hmsg)
+	}
 	msg := fmt.Sprintf("%q released from bridge %q with its %d addresses, %d routes and %d rules", j.Uplink, j.Bridge, len(j.Addrs), len(j.Routes), len(j.Rules))
 	if br != nil {
 		if err := delAddrs(br, j.Addrs); err != nil {
@@ -619,4 +631,24 @@ func Ensure(o Options) (Result, error) {
 		}
 	}
 	return UpLocked(o)
+}
+
+// handOver moves the host's DHCP client and IPv6 autoconfiguration from one
+// interface to the other after a completed Up (see package handover).
+func handOver(o Options, from, to, msg string) (Result, error) {
+	hmsg, err := handover.Run(handover.Options{From: from, To: to, Timeout: o.probeTimeout(), Log: o.Log})
+	if hmsg != "" {
+		msg += "; " + hmsg
+	}
+	if err != nil {
+		return Result{Changed: true, Message: msg}, fmt.Errorf("bridge %q holds uplink %q, but %w", o.Bridge, o.Uplink, err)
+	}
+	return Result{Changed: true, Message: msg}, nil
+}
+
+func (o Options) probeTimeout() time.Duration {
+	if o.ProbeTimeout > 0 {
+		return o.ProbeTimeout
+	}
+	return DefaultProbeTimeout
 }

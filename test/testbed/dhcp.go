@@ -33,7 +33,31 @@ type DHCPServer struct {
 // stops dnsmasq (SIGTERM by PID), and logs its output if the test failed.
 func StartDHCP(t TB, n *NetNS, iface string, addr netip.Prefix) *DHCPServer {
 	t.Helper()
-	s, err := startDHCP(n, iface, addr, t.TempDir())
+	return StartDHCPWith(t, n, iface, addr, DHCPConfig{})
+}
+
+// DHCPConfig changes what StartDHCPWith's dnsmasq serves; the zero value is
+// StartDHCP's.
+type DHCPConfig struct {
+	// Lease is the lease time; dnsmasq's minimum is 2 minutes. Zero means
+	// 10 minutes.
+	Lease time.Duration
+	// T1 and T2 are the renewal and rebinding times (options 58 and 59)
+	// dnsmasq sends instead of half and seven eighths of the lease.
+	T1, T2 time.Duration
+	// RA makes dnsmasq send IPv6 router advertisements on iface (it must
+	// hold an IPv6 /64): the prefix for SLAAC and the router as default
+	// gateway, every RAInterval (default 10 s), and an answer to every
+	// router solicitation. The prefix is valid for 10 minutes, the router
+	// for 30.
+	RA         bool
+	RAInterval time.Duration
+}
+
+// StartDHCPWith is StartDHCP with a DHCPConfig.
+func StartDHCPWith(t TB, n *NetNS, iface string, addr netip.Prefix, c DHCPConfig) *DHCPServer {
+	t.Helper()
+	s, err := startDHCP(n, iface, addr, t.TempDir(), c)
 	if s != nil {
 		t.Cleanup(func() {
 			if err := s.Stop(); err != nil {
@@ -52,7 +76,7 @@ func StartDHCP(t TB, n *NetNS, iface string, addr netip.Prefix) *DHCPServer {
 
 // startDHCP does the work of StartDHCP. A non-nil server must be stopped
 // even when err is not nil.
-func startDHCP(n *NetNS, iface string, addr netip.Prefix, dir string) (*DHCPServer, error) {
+func startDHCP(n *NetNS, iface string, addr netip.Prefix, dir string, c DHCPConfig) (*DHCPServer, error) {
 	if !addr.Addr().Is4() || addr.Bits() > 24 {
 		return nil, fmt.Errorf("serving DHCP on %q: %s is not an IPv4 subnet of /24 or larger", iface, addr)
 	}
@@ -77,7 +101,27 @@ func startDHCP(n *NetNS, iface string, addr netip.Prefix, dir string) (*DHCPServ
 		log:       &logBuffer{},
 	}
 	mask := net.IP(net.CIDRMask(addr.Bits(), 32)).String()
-	cmd := n.Command("dnsmasq",
+	lease := "10m"
+	if c.Lease > 0 {
+		lease = strconv.Itoa(int(c.Lease.Seconds()))
+	}
+	var extra []string
+	if c.T1 > 0 {
+		extra = append(extra, fmt.Sprintf("--dhcp-option=option:T1,%d", int(c.T1.Seconds())))
+	}
+	if c.T2 > 0 {
+		extra = append(extra, fmt.Sprintf("--dhcp-option=option:T2,%d", int(c.T2.Seconds())))
+	}
+	if c.RA {
+		interval := c.RAInterval
+		if interval == 0 {
+			interval = 10 * time.Second
+		}
+		extra = append(extra, "--enable-ra",
+			"--dhcp-range=::,constructor:"+iface+",ra-only,64,10m",
+			fmt.Sprintf("--ra-param=%s,%d,%d", iface, int(interval.Seconds()), 1800))
+	}
+	cmd := n.Command("dnsmasq", append([]string{
 		"--no-daemon",           // foreground, no pid file, keeps root
 		"--conf-file=/dev/null", // ignore /etc/dnsmasq.conf
 		"--port=0",              // no DNS
@@ -91,10 +135,10 @@ func startDHCP(n *NetNS, iface string, addr netip.Prefix, dir string) (*DHCPServ
 		"--bind-interfaces",
 		"--dhcp-authoritative",
 		"--no-ping", // no ICMP probe (and its delay) before an offer
-		fmt.Sprintf("--dhcp-range=%s,%s,%s,10m", s.First, s.Last, mask),
+		fmt.Sprintf("--dhcp-range=%s,%s,%s,%s", s.First, s.Last, mask, lease),
 		"--dhcp-leasefile="+s.LeaseFile,
 		"--pid-file=",
-	)
+	}, extra...)...)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	p, err := startProcess("dnsmasq", cmd)
 	if err != nil {

@@ -41,6 +41,9 @@ type LANOptions struct {
 	// DHCP starts dnsmasq on the router's veth-r, pool
 	// 192.0.2.100-192.0.2.199.
 	DHCP bool
+	// DHCPConfig is that dnsmasq's lease time, T1, T2 and router
+	// advertisements.
+	DHCPConfig DHCPConfig
 }
 
 // UplinkOptions is a hypervisor whose eth0 holds everything that migrating
@@ -118,7 +121,7 @@ func NewLAN(t TB, opts LANOptions) *LAN {
 		h.MustExec(t, "ip", append([]string{"rule", "add"}, args...)...)
 	}
 	if opts.DHCP {
-		l.ServeDHCP(t, RouterIf, RouterIPv4)
+		l.ServeDHCPWith(t, RouterIf, RouterIPv4, opts.DHCPConfig)
 	}
 	return l
 }
@@ -137,7 +140,13 @@ func (l *LAN) AddVeth(t TB, routerIf, hvIf string) {
 // (see StartDHCP). Leases and WaitLease look at every server of the LAN.
 func (l *LAN) ServeDHCP(t TB, iface string, addr netip.Prefix) *DHCPServer {
 	t.Helper()
-	s := StartDHCP(t, l.Router, iface, addr)
+	return l.ServeDHCPWith(t, iface, addr, DHCPConfig{})
+}
+
+// ServeDHCPWith is ServeDHCP with a DHCPConfig.
+func (l *LAN) ServeDHCPWith(t TB, iface string, addr netip.Prefix, c DHCPConfig) *DHCPServer {
+	t.Helper()
+	s := StartDHCPWith(t, l.Router, iface, addr, c)
 	l.mu.Lock()
 	l.dhcp = append(l.dhcp, s)
 	l.mu.Unlock()

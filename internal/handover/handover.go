@@ -1,0 +1,52 @@
+package handover
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Options say what moves where.
+type Options struct {
+	From, To string
+	// Timeout bounds the wait for a router advertisement on To.
+	Timeout time.Duration
+	// Log, when set, receives one line per step taken.
+	Log func(format string, args ...any)
+}
+
+// Run hands the host's DHCP clients and IPv6 autoconfiguration over from
+// o.From to o.To. It returns one line saying what moved ("" when nothing
+// did) and an error naming what could not be moved; it goes on after a
+// failure, so one client that cannot be moved does not strand the others.
+func Run(o Options) (string, error) {
+	logf := func(format string, args ...any) {
+		if o.Log != nil {
+			o.Log(format, args...)
+		}
+	}
+	var done []string
+	var errs []error
+	clients, err := Find(o.From)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, c := range clients {
+		pid, err := Move(c, o.To)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("handing the DHCP lease over to %q: %w", o.To, err))
+			continue
+		}
+		logf("%s (pid %d) now serves %s as pid %d", c.Name, c.PID, o.To, pid)
+		done = append(done, fmt.Sprintf("%s now renews the lease on %q (pid %d)", c.Name, o.To, pid))
+	}
+	msg, err := moveRA(o.From, o.To, o.Timeout)
+	if err != nil {
+		errs = append(errs, err)
+	} else if msg != "" {
+		logf("%s", msg)
+		done = append(done, msg)
+	}
+	return strings.Join(done, "; "), errors.Join(errs...)
+}
