@@ -128,7 +128,7 @@ func startDHCP(n *NetNS, iface string, addr netip.Prefix, dir string, c DHCPConf
 		"--no-resolv", "--no-hosts",
 		"--log-facility=-", // log to stderr, not syslog
 		"--log-dhcp",
-		"--interface="+iface,
+		"--interface=" + iface,
 		// With exactly one --interface, --bind-interfaces binds the DHCP
 		// socket to that device, so one dnsmasq per interface can run in
 		// the same namespace.
@@ -136,7 +136,7 @@ func startDHCP(n *NetNS, iface string, addr netip.Prefix, dir string, c DHCPConf
 		"--dhcp-authoritative",
 		"--no-ping", // no ICMP probe (and its delay) before an offer
 		fmt.Sprintf("--dhcp-range=%s,%s,%s,%s", s.First, s.Last, mask, lease),
-		"--dhcp-leasefile="+s.LeaseFile,
+		"--dhcp-leasefile=" + s.LeaseFile,
 		"--pid-file=",
 	}, extra...)...)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
