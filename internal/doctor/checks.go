@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/google/nftables"
@@ -257,7 +258,7 @@ func checkDevices(o Options) []Check {
 
 // groupRW reports whether st's group is group and may read and write.
 func groupRW(st fs.FileInfo, group string) bool {
-	sys, ok := st.Sys().(*unix.Stat_t)
+	sys, ok := st.Sys().(*syscall.Stat_t)
 	if !ok || st.Mode().Perm()&0o060 != 0o060 {
 		return false
 	}
@@ -301,7 +302,7 @@ func checkHelper(o Options) []Check {
 		c.Status, c.Message = Skip, fmt.Sprintf("no bridge helper at %s", o.Helper)
 		return []Check{c}
 	}
-	sys, _ := st.Sys().(*unix.Stat_t)
+	sys, _ := st.Sys().(*syscall.Stat_t)
 	setuid := st.Mode()&fs.ModeSetuid != 0 && sys != nil && sys.Uid == 0
 	switch {
 	case setuid:
