@@ -22,6 +22,9 @@ uplink, and only then removes the addresses from it: the host never loses
 connectivity. A snapshot is written to /run/tapbridge/uplink/BRIDGE.json
 first; if the default gateway does not answer on the bridge afterwards, the
 change is rolled back. Idempotent; after a crash, a re-run finishes the job.
+Then the host's DHCP client (dhclient, udhcpc) is restarted on the bridge
+with the same command line, and the bridge learns IPv6 router
+advertisements as the uplink did (docs/dhcp.md); 'down' hands both back.
 
 Examples:
   tapbridge up --uplink eth0
