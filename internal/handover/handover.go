@@ -12,6 +12,9 @@ type Options struct {
 	From, To string
 	// Timeout bounds the wait for a router advertisement on To.
 	Timeout time.Duration
+	// Back says To is the uplink getting back what it had: its own IPv6
+	// settings never changed, so From's are not copied onto it.
+	Back bool
 	// Log, when set, receives one line per step taken.
 	Log func(format string, args ...any)
 }
@@ -41,7 +44,7 @@ func Run(o Options) (string, error) {
 		logf("%s (pid %d) now serves %s as pid %d", c.Name, c.PID, o.To, pid)
 		done = append(done, fmt.Sprintf("%s now renews the lease on %q (pid %d)", c.Name, o.To, pid))
 	}
-	msg, err := moveRA(o.From, o.To, o.Timeout)
+	msg, err := moveRA(o.From, o.To, o.Timeout, !o.Back)
 	if err != nil {
 		errs = append(errs, err)
 	} else if msg != "" {

@@ -62,13 +62,14 @@ func isDefault(dst *net.IPNet) bool {
 	return ones == 0
 }
 
-// moveRA makes to learn from router advertisements as from did and, when
+// moveRA makes to learn from router advertisements as from did (when
+// copySettings) and, when
 // from had an RA-learned default route, solicits one on to and waits until
 // the kernel has learned it there; only then are from's RA-learned default
 // routes deleted (an enslaved uplink no longer sees advertisements, so they
 // would linger until they expire, pointing at a port). It returns what it
 // did, "" for nothing.
-func moveRA(from, to string, timeout time.Duration) (string, error) {
+func moveRA(from, to string, timeout time.Duration, copySettings bool) (string, error) {
 	src, err := netlink.LinkByName(from)
 	if err != nil {
 		return "", fmt.Errorf("%q: %w", from, err)
@@ -77,7 +78,9 @@ func moveRA(from, to string, timeout time.Duration) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%q: %w", to, err)
 	}
-	copyRASysctls(from, to)
+	if copySettings {
+		copyRASysctls(from, to)
+	}
 	old, err := raDefaultRoutes(src)
 	if err != nil || len(old) == 0 {
 		return "", err

@@ -474,7 +474,7 @@ func (j *Journal) restore(o Options) (string, error) {
 	// The host's DHCP client and IPv6 autoconfiguration go back to the
 	// uplink while the bridge still holds the addresses (best effort: the
 	// restore itself must not fail on it).
-	if hmsg, err := handover.Run(handover.Options{From: j.Bridge, To: j.Uplink, Timeout: o.probeTimeout(), Log: o.Log}); err != nil {
+	if hmsg, err := handover.Run(handover.Options{From: j.Bridge, To: j.Uplink, Back: true, Timeout: o.probeTimeout(), Log: o.Log}); err != nil {
 		o.logf("warning: %v", err)
 	} else if hmsg != "" {
 		o.logf("%s", hmsg)
