@@ -42,7 +42,12 @@ func Run(o Options) (string, error) {
 			continue
 		}
 		logf("%s (pid %d) now serves %s as pid %d", c.Name, c.PID, o.To, pid)
-		done = append(done, fmt.Sprintf("%s now renews the lease on %q (pid %d)", c.Name, o.To, pid))
+		line := fmt.Sprintf("%s now renews the lease on %q (pid %d)", c.Name, o.To, pid)
+		if c.Name == "udhcpc" {
+			// udhcpc runs its script with "deconfig" when it starts.
+			line += fmt.Sprintf(" (if its script flushes the interface on deconfig, %q was without its address until udhcpc bound again)", o.To)
+		}
+		done = append(done, line)
 	}
 	msg, err := moveRA(o.From, o.To, o.Timeout, !o.Back)
 	if err != nil {
