@@ -27,7 +27,12 @@ type Client struct {
 	exe   string
 	env   []string
 	dir   string
+	// cgroup is its cgroup v2 path, as /proc/PID/cgroup gives it.
+	cgroup string
 }
+
+// cgroupRoot is where the cgroup v2 hierarchy is mounted.
+var cgroupRoot = "/sys/fs/cgroup"
 
 // kinds maps a client's program name to how its command line names the
 // interface it serves.
@@ -175,6 +180,13 @@ func client(pid int) (Client, bool) {
 	c := Client{PID: pid, Name: name, Argv: argv, Iface: ifaces[0]}
 	c.exe, _ = os.Readlink(filepath.Join(dir, "exe"))
 	c.dir, _ = os.Readlink(filepath.Join(dir, "cwd"))
+	if cg, err := os.ReadFile(filepath.Join(dir, "cgroup")); err == nil {
+		for _, line := range strings.Split(string(cg), "\n") {
+			if p, ok := strings.CutPrefix(line, "0::"); ok {
+				c.cgroup = p
+			}
+		}
+	}
 	if env, err := os.ReadFile(filepath.Join(dir, "environ")); err == nil && len(env) > 0 {
 		c.env = strings.Split(strings.TrimSuffix(string(env), "\x00"), "\x00")
 	}
@@ -211,6 +223,17 @@ func Move(c Client, to string) (int, error) {
 			return 0, fmt.Errorf("%s (pid %d) on %q: finding its program: %w", c.Name, c.PID, c.Iface, err)
 		}
 	}
+	// The new client starts in the old one's cgroup (its supervisor's: the
+	// unit that ran ifup, say), not in tapbridge's, where systemd would
+	// kill it with the rest of tapbridge.service. Opened before the kill:
+	// an emptied unit cgroup may be removed.
+	cgFD := -1
+	if c.cgroup != "" {
+		if fd, err := unix.Open(filepath.Join(cgroupRoot, c.cgroup), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			cgFD = fd
+			defer unix.Close(cgFD)
+		}
+	}
 	// SIGKILL, not SIGTERM: on SIGTERM udhcpc -R and dhclient -r release
 	// the lease, and a client's exit script flushes its interface.
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
@@ -232,16 +255,25 @@ func Move(c Client, to string) (int, error) {
 		break
 	}
 	name, _ := program(c.Argv)
-	cmd := &exec.Cmd{
-		Path: exe,
-		Args: rewrite(name, c.Argv, c.Iface, to),
-		Env:  c.env,
-		Dir:  c.dir,
-		// Its own session: it outlives tapbridge, as it outlived whoever
-		// started it.
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	start := func(cgFD int) (*exec.Cmd, error) {
+		cmd := &exec.Cmd{
+			Path: exe,
+			Args: rewrite(name, c.Argv, c.Iface, to),
+			Env:  c.env,
+			Dir:  c.dir,
+			// Its own session: it outlives tapbridge, as it outlived
+			// whoever started it.
+			SysProcAttr: &syscall.SysProcAttr{Setsid: true, UseCgroupFD: cgFD >= 0, CgroupFD: cgFD},
+		}
+		return cmd, cmd.Start()
 	}
-	if err := cmd.Start(); err != nil {
+	cmd, err := start(cgFD)
+	if err != nil && cgFD >= 0 {
+		// The cgroup is gone with the old client, or takes no process
+		// (a cgroup with children and controllers): start it in ours.
+		cmd, err = start(-1)
+	}
+	if err != nil {
 		return 0, fmt.Errorf("starting %s on %q again: %w (it was stopped on %q: start it by hand)", c.Name, to, err, c.Iface)
 	}
 	pid := cmd.Process.Pid
