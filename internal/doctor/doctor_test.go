@@ -305,6 +305,8 @@ func TestManager(t *testing.T) {
 		want  string            // manager
 		dhcp  bool
 		lines []string // in the configuration
+		// permanent: the manager's configuration already has the bridge
+		permanent bool
 	}{
 		{
 			name:  "none",
@@ -366,6 +368,39 @@ func TestManager(t *testing.T) {
 			lines: []string{"iface br0 inet static\n    address 192.0.2.10/24\n    gateway 192.0.2.1\n"},
 		},
 		{
+			name:      "netplan bridge",
+			files:     map[string]string{"etc/netplan/01.yaml": "network:\n  ethernets:\n    eth0:\n      dhcp4: false\n  bridges:\n    br0:\n      interfaces:\n        - eth1\n        - eth0\n      dhcp4: true\n"},
+			want:      Netplan,
+			permanent: true,
+		},
+		{
+			name:      "NetworkManager bridge port",
+			files:     map[string]string{"etc/NetworkManager/system-connections/br0-port.nmconnection": "[connection]\ninterface-name=eth0\nmaster=br0\nslave-type=bridge\n"},
+			want:      NetworkManager,
+			permanent: true,
+		},
+		{
+			name:      "networkd bridge port",
+			files:     map[string]string{"etc/systemd/network/10-eth0.network": "[Match]\nName=eth0\n\n[Network]\nBridge=br0\n"},
+			want:      Networkd,
+			permanent: true,
+		},
+		{
+			name: "ifupdown bridge",
+			files: map[string]string{
+				"etc/network/interfaces":       "source /etc/network/interfaces.d/*\niface eth0 inet manual\n",
+				"etc/network/interfaces.d/br0": "auto br0\niface br0 inet dhcp\n    bridge_ports eth0\n    bridge_stp off\n",
+			},
+			want:      Ifupdown,
+			permanent: true,
+		},
+		{
+			name:  "networkd bridge of another bridge",
+			files: map[string]string{"etc/systemd/network/10-eth0.network": "[Match]\nName=eth0\n\n[Network]\nBridge=br1\n"},
+			want:  Networkd,
+			lines: []string{"Name=br0\nKind=bridge"},
+		},
+		{
 			name:  "another interface's configuration",
 			files: map[string]string{"etc/network/interfaces": "iface eth1 inet dhcp\n", "etc/systemd/network/x.network": "[Match]\nName=eth1\n"},
 			want:  "",
@@ -384,7 +419,10 @@ func TestManager(t *testing.T) {
 				if m == nil || m.Name != tt.want || m.DHCP != tt.dhcp {
 					t.Fatalf("manager %+v, want %q (dhcp %v)", m, tt.want, tt.dhcp)
 				}
-				if wantStatus := map[bool]Status{true: OK, false: Fail}[tt.want == ""]; c.Name != "manager" || c.Status != wantStatus {
+				if m.Permanent != tt.permanent || (tt.permanent && m.Config != "") {
+					t.Errorf("manager %+v, want permanent %v and no configuration then", m, tt.permanent)
+				}
+				if wantStatus := map[bool]Status{true: OK, false: Fail}[tt.want == "" || tt.permanent]; c.Name != "manager" || c.Status != wantStatus {
 					t.Errorf("check %+v, want manager %s", c, wantStatus)
 				}
 				for _, l := range tt.lines {

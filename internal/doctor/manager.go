@@ -32,9 +32,81 @@ type Manager struct {
 	Evidence string `json:"evidence,omitempty"`
 	// DHCP is whether it configures the uplink by DHCP.
 	DHCP bool `json:"dhcp"`
+	// Permanent is whether its configuration already makes the uplink a
+	// port of the bridge.
+	Permanent bool `json:"permanent"`
 	// Config is the configuration that makes the bridge permanent in that
-	// manager, or how to leave it to tapbridge.service.
+	// manager, or how to leave it to tapbridge.service; "" when Permanent.
 	Config string `json:"config"`
+
+	file string // the configuration file that names the uplink
+}
+
+// bridged reports whether m's configuration makes the uplink a port of
+// the bridge.
+func bridged(o Options, m *Manager) bool {
+	br, up := regexp.QuoteMeta(o.Bridge), regexp.QuoteMeta(o.Uplink)
+	b, _ := os.ReadFile(m.file)
+	switch m.Name {
+	case NetworkManager:
+		return regexp.MustCompile(`(?m)^(master|controller)=` + br + `\s*$`).Match(b)
+	case Networkd:
+		return regexp.MustCompile(`(?m)^\s*Bridge\s*=\s*` + br + `\s*$`).Match(b)
+	case Ifupdown:
+		return regexp.MustCompile(`(?m)^\s*bridge[_-]ports\s+(.*\s)?` + up + `(\s|$)`).Match(ifupdownText(o, o.path("etc/network/interfaces"), 0))
+	case Netplan:
+		block := yamlBlock(string(b), o.Bridge)
+		return regexp.MustCompile(`(?s)interfaces:\s*(\[[^\]]*\b` + up + `\b|\n(\s*-\s*\S+\s*\n)*?\s*-\s*` + up + `\s*\n)`).MatchString(block + "\n")
+	}
+	return false
+}
+
+// yamlBlock returns the lines under the first "key:" line, as far as they
+// are indented deeper than it.
+func yamlBlock(text, key string) string {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) != key+":" {
+			continue
+		}
+		indent := len(l) - len(strings.TrimLeft(l, " "))
+		var out []string
+		for _, n := range lines[i+1:] {
+			if strings.TrimSpace(n) != "" && len(n)-len(strings.TrimLeft(n, " ")) <= indent {
+				break
+			}
+			out = append(out, n)
+		}
+		return strings.Join(out, "\n")
+	}
+	return ""
+}
+
+// ifupdownText returns /etc/network/interfaces with every file it sources.
+func ifupdownText(o Options, f string, depth int) []byte {
+	b, err := os.ReadFile(f)
+	if err != nil || depth > 4 {
+		return nil
+	}
+	out := append([]byte{}, b...)
+	for _, line := range strings.Split(string(b), "\n") {
+		fs := strings.Fields(line)
+		if len(fs) < 2 || (fs[0] != "source" && fs[0] != "source-directory") {
+			continue
+		}
+		pat := fs[1]
+		if fs[0] == "source-directory" {
+			pat = filepath.Join(pat, "*")
+		}
+		if !filepath.IsAbs(pat) {
+			pat = filepath.Join("/etc/network", pat)
+		}
+		matches, _ := filepath.Glob(o.path(pat))
+		for _, m := range matches {
+			out = append(append(out, '\n'), ifupdownText(o, m, depth+1)...)
+		}
+	}
+	return out
 }
 
 // findManager returns the manager owning the uplink, in the order that
@@ -61,7 +133,8 @@ func findManager(o Options, ifindex int) *Manager {
 		if s := readTrim(f); strings.Contains(s, "NETWORK_FILE=") {
 			m := &Manager{Name: Networkd, Evidence: f}
 			if nf := regexp.MustCompile(`(?m)^NETWORK_FILE=(.+)$`).FindStringSubmatch(s); nf != nil {
-				if dm := networkdOwns(o.path(nf[1]), up); dm != nil {
+				m.file = o.path(nf[1])
+				if dm := networkdOwns(m.file, up); dm != nil {
 					m.DHCP = dm.DHCP
 				}
 			}
@@ -79,7 +152,7 @@ func findManager(o Options, ifindex int) *Manager {
 		return m
 	}
 	if f := o.path("run/network/ifstate." + up); readTrim(f) != "" {
-		return &Manager{Name: Ifupdown, Evidence: f}
+		return &Manager{Name: Ifupdown, Evidence: f, file: f}
 	}
 	return nil
 }
@@ -118,7 +191,7 @@ func netplanOwns(f, up string) *Manager {
 			dhcp = true
 		}
 	}
-	return &Manager{Name: Netplan, Evidence: f, DHCP: dhcp}
+	return &Manager{Name: Netplan, Evidence: f, DHCP: dhcp, file: f}
 }
 
 // nmOwns reads a NetworkManager keyfile: owned when interface-name is the
@@ -132,7 +205,7 @@ func nmOwns(f, up string) *Manager {
 	if !regexp.MustCompile(`(?m)^interface-name=` + regexp.QuoteMeta(up) + `\s*$`).MatchString(s) {
 		return nil
 	}
-	m := &Manager{Name: NetworkManager, Evidence: f}
+	m := &Manager{Name: NetworkManager, Evidence: f, file: f}
 	if _, v4, ok := strings.Cut(s, "[ipv4]"); ok {
 		sec, _, _ := strings.Cut(v4, "\n[")
 		m.DHCP = regexp.MustCompile(`(?m)^method=auto\s*$`).MatchString(sec)
@@ -167,7 +240,7 @@ func networkdOwns(f, up string) *Manager {
 	if !matched {
 		return nil
 	}
-	return &Manager{Name: Networkd, Evidence: f, DHCP: dhcp}
+	return &Manager{Name: Networkd, Evidence: f, DHCP: dhcp, file: f}
 }
 
 // ifupdownOwns reads /etc/network/interfaces and what it sources.
@@ -180,7 +253,7 @@ func ifupdownOwns(o Options, f, up string, depth int) *Manager {
 		fs := strings.Fields(line)
 		switch {
 		case len(fs) >= 4 && fs[0] == "iface" && fs[1] == up && fs[2] == "inet":
-			return &Manager{Name: Ifupdown, Evidence: f, DHCP: fs[3] == "dhcp"}
+			return &Manager{Name: Ifupdown, Evidence: f, DHCP: fs[3] == "dhcp", file: f}
 		case len(fs) >= 2 && (fs[0] == "source" || fs[0] == "source-directory"):
 			pat := fs[1]
 			if fs[0] == "source-directory" {
@@ -261,6 +334,11 @@ func checkManager(o Options) (*Manager, Check) {
 		m.Config = noneConfig(o)
 		c.Status = OK
 		c.Message = fmt.Sprintf("no network manager owns %q: tapbridge.service makes bridge %q permanent", o.Uplink, o.Bridge)
+		return m, c
+	}
+	if m.Permanent = bridged(o, m); m.Permanent {
+		c.Status = OK
+		c.Message = fmt.Sprintf("%s makes %q a port of bridge %q (%s): the bridge is permanent; leave tapbridge.service's uplink unset", m.Name, o.Uplink, o.Bridge, m.Evidence)
 		return m, c
 	}
 	m.Config = renderConfig(o, m, a)
