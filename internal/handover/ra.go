@@ -86,8 +86,12 @@ func moveRA(from, to string, timeout time.Duration, copySettings bool) (string, 
 		return "", err
 	}
 	if err := awaitRARoute(dst, timeout); err != nil {
-		// The uplink's route is kept: it still works while its neighbour
-		// entry lasts, and expires by itself.
+		// Not an error: the uplink's route is kept (it works while its
+		// neighbour entry lasts, and expires by itself), and the next
+		// periodic advertisement teaches to its own.
+		if errors.Is(err, errNoRA) {
+			return fmt.Sprintf("warning: no router advertisement on %q within %s; the IPv6 default route stays on %q until %q learns one", to, timeout, from, to), nil
+		}
 		return "", err
 	}
 	for _, r := range old {
@@ -97,6 +101,9 @@ func moveRA(from, to string, timeout time.Duration, copySettings bool) (string, 
 	}
 	return fmt.Sprintf("the IPv6 default route learned from router advertisements moved to %q", to), nil
 }
+
+// errNoRA is awaitRARoute's timeout.
+var errNoRA = errors.New("no router advertisement")
 
 // awaitRARoute sends router solicitations on link until the kernel has
 // learned a default route there from an advertisement, or timeout passes.
@@ -118,7 +125,11 @@ func awaitRARoute(link netlink.Link, timeout time.Duration) error {
 		if rs, err := raDefaultRoutes(link); err == nil && len(rs) > 0 {
 			return nil
 		}
-		if err := solicit(link.Attrs().Index); err != nil {
+		// Until the link-local address has passed duplicate address
+		// detection there is no source address to solicit from
+		// (EADDRNOTAVAIL): the kernel solicits by itself once it has
+		// one, and this loop tries again in a second.
+		if err := solicit(link.Attrs().Index); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			return fmt.Errorf("soliciting a router advertisement on %q: %w", name, err)
 		}
 	wait:
@@ -131,7 +142,7 @@ func awaitRARoute(link netlink.Link, timeout time.Duration) error {
 			case <-resend.C:
 				break wait
 			case <-deadline.C:
-				return fmt.Errorf("no router advertisement on %q within %s; the IPv6 default route stays where it was until it expires", name, timeout)
+				return errNoRA
 			}
 		}
 	}
