@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -35,12 +34,6 @@ type Options struct {
 // DefaultOptions is a TAP with neither owner nor group.
 var DefaultOptions = Options{Owner: NoID, Group: NoID}
 
-type ifreq struct {
-	name  [unix.IFNAMSIZ]byte
-	flags uint16
-	_     [22]byte
-}
-
 func (o Options) flags() uint16 {
 	f := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
 	if o.VnetHdr {
@@ -60,10 +53,13 @@ func open(name string, o Options) (*os.File, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("opening /dev/net/tun: %w", err)
 	}
-	var req ifreq
-	copy(req.name[:unix.IFNAMSIZ-1], name)
-	req.flags = o.flags()
-	if err := ioctl(fd, unix.TUNSETIFF, uintptr(unsafe.Pointer(&req))); err != nil {
+	req, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("TAP %q: %w", name, err)
+	}
+	req.SetUint16(o.flags())
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, req); err != nil {
 		unix.Close(fd)
 		switch {
 		case errors.Is(err, unix.EBUSY):
@@ -73,37 +69,20 @@ func open(name string, o Options) (*os.File, string, error) {
 		}
 		return nil, "", fmt.Errorf("creating TAP %q: %w", name, err)
 	}
-	real := string(req.name[:clen(req.name[:])])
+	real := req.Name()
 	if o.Owner != NoID {
-		if err := ioctl(fd, unix.TUNSETOWNER, uintptr(o.Owner)); err != nil {
+		if err := unix.IoctlSetInt(fd, unix.TUNSETOWNER, o.Owner); err != nil {
 			unix.Close(fd)
 			return nil, "", fmt.Errorf("setting owner of TAP %q to uid %d: %w", real, o.Owner, err)
 		}
 	}
 	if o.Group != NoID {
-		if err := ioctl(fd, unix.TUNSETGROUP, uintptr(o.Group)); err != nil {
+		if err := unix.IoctlSetInt(fd, unix.TUNSETGROUP, o.Group); err != nil {
 			unix.Close(fd)
 			return nil, "", fmt.Errorf("setting group of TAP %q to gid %d: %w", real, o.Group, err)
 		}
 	}
 	return os.NewFile(uintptr(fd), "/dev/net/tun"), real, nil
-}
-
-func ioctl(fd int, req uint, arg uintptr) error {
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), arg)
-	if errno != 0 {
-		return errno
-	}
-	return nil
-}
-
-func clen(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
-		}
-	}
-	return len(b)
 }
 
 // Create makes the persistent TAP name, owned by o.Owner/o.Group, and
@@ -123,11 +102,16 @@ func Create(name string, o Options) (netlink.Link, error) {
 	// the flags of a TAP, so one that differs in those is made anew.
 	if exists && (info.VnetHdr != o.VnetHdr || info.MultiQueue != o.MultiQueue ||
 		info.Owner != NoID && o.Owner == NoID || info.Group != NoID && o.Group == NoID) {
-		f, _, err := open(name, Options{Owner: NoID, Group: NoID, VnetHdr: info.VnetHdr, MultiQueue: info.MultiQueue})
+		// Never delete a TAP a process holds. Attaching a descriptor for a
+		// moment proves nothing on a multi-queue TAP, which takes another
+		// queue while a QEMU holds the others: InUse asks the kernel.
+		busy, err := InUse(name)
 		if err != nil {
-			return nil, err // busy: never delete a TAP a QEMU holds
+			return nil, err
 		}
-		f.Close()
+		if busy {
+			return nil, fmt.Errorf("TAP %q: %w, with other flags, owner or group than asked: stop the QEMU that holds it first", name, ErrBusy)
+		}
 		if err := Delete(name); err != nil {
 			return nil, err
 		}
@@ -137,7 +121,7 @@ func Create(name string, o Options) (netlink.Link, error) {
 		return nil, err
 	}
 	defer f.Close()
-	if err := ioctl(int(f.Fd()), unix.TUNSETPERSIST, 1); err != nil {
+	if err := unix.IoctlSetInt(int(f.Fd()), unix.TUNSETPERSIST, 1); err != nil {
 		return nil, fmt.Errorf("making TAP %q persistent: %w", name, err)
 	}
 	return bridge.Link(name)
