@@ -3,7 +3,9 @@ package vmport
 import (
 	"fmt"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+
+	"github.com/tapbridge/tapbridge/internal/nldump"
 
 	"github.com/tapbridge/tapbridge/internal/policy"
 	"github.com/tapbridge/tapbridge/internal/state"
@@ -28,7 +30,7 @@ func Prune() ([]string, error) {
 	if err != nil || len(names) == 0 {
 		return nil, err
 	}
-	links, err := netlinksafe.LinkList()
+	links, err := nldump.LinkList() // a port missing from a partial dump would lose its policy
 	if err != nil {
 		return nil, fmt.Errorf("listing links: %w", err)
 	}
@@ -41,6 +43,10 @@ func Prune() ([]string, error) {
 	var pruned []string
 	for _, n := range names {
 		if enslaved[n] {
+			continue
+		}
+		// Re-check the candidate itself before its policy goes.
+		if l, err := netlink.LinkByName(n); err == nil && l.Attrs().MasterIndex != 0 {
 			continue
 		}
 		if err := policy.Remove(n); err != nil {
