@@ -6,7 +6,7 @@ import (
 	"io/fs"
 	"net"
 
-		"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/ifname"

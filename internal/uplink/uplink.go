@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-		"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
