@@ -42,7 +42,12 @@ type Journal struct {
 	BridgeMAC string `json:"bridgeMac,omitempty"`
 	// BridgeAddrs are the addresses an existing bridge held before: Down
 	// leaves them on the bridge.
-	BridgeAddrs []string  `json:"bridgeAddrs,omitempty"`
+	BridgeAddrs []string `json:"bridgeAddrs,omitempty"`
+	// BridgeWasDown: an existing bridge was administratively down before.
+	BridgeWasDown bool `json:"bridgeWasDown,omitempty"`
+	// BridgeRules are the rules that named the bridge before up (ruleKey):
+	// Down leaves them naming it.
+	BridgeRules []string  `json:"bridgeRules,omitempty"`
 	Time        time.Time `json:"time"`
 
 	MAC      string `json:"mac"`

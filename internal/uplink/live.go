@@ -264,6 +264,12 @@ func (j *Journal) restoreLive(o Options) (string, error) {
 		switch {
 		case !j.BridgeCreated:
 			msg += fmt.Sprintf("; bridge %q kept: tapbridge did not create it", j.Bridge)
+			if j.BridgeWasDown {
+				if err := netlink.LinkSetDown(br); err != nil {
+					return "", fmt.Errorf("setting bridge %q down again: %w", j.Bridge, err)
+				}
+				msg += ", and down again as it was"
+			}
 		case len(ports) > 0:
 			msg += fmt.Sprintf("; bridge %q kept: it still has %d ports", j.Bridge, len(ports))
 		default:
@@ -321,21 +327,31 @@ func (j *Journal) liveOnBridge(br netlink.Link) ([]netlink.Addr, []netlink.Route
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	moved := map[string]bool{}
+	moved, before := map[string]bool{}, map[string]bool{}
 	for _, r := range rename(j.Rules, j.Uplink, j.Bridge) {
-		moved[r.String()] = true
+		moved[ruleKey(r)] = true
+	}
+	for _, k := range j.BridgeRules {
+		before[k] = true
 	}
 	var rules []netlink.Rule
 	for _, r := range allRules {
 		if r.IifName != j.Bridge && r.OifName != j.Bridge {
 			continue
 		}
-		if !j.BridgeCreated && !moved[r.String()] {
+		// A rule that named the bridge before up is the bridge's, even
+		// one the kernel showed detached while the bridge did not exist.
+		if before[ruleKey(r)] && !moved[ruleKey(r)] || !j.BridgeCreated && !moved[ruleKey(r)] {
 			continue
 		}
 		rules = append(rules, r)
 	}
 	return addrs, routes, rules, nil
+}
+
+// ruleKey identifies a rule, interfaces included (Rule.String omits them).
+func ruleKey(r netlink.Rule) string {
+	return fmt.Sprintf("%s iif %s oif %s mark %d", r, r.IifName, r.OifName, r.Mark)
 }
 
 func isDefaultRoute(r netlink.Route) bool {

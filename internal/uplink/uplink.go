@@ -362,6 +362,7 @@ func preflight(o Options) (*Journal, error) {
 	j, err := snapshot(o, up, created)
 	if err == nil && br != nil {
 		j.BridgeMAC = br.Attrs().HardwareAddr.String()
+		j.BridgeWasDown = br.Attrs().Flags&net.FlagUp == 0
 		own, err := globalAddrs(br)
 		if err != nil {
 			return nil, err
@@ -434,6 +435,9 @@ func snapshot(o Options, up netlink.Link, created bool) (*Journal, error) {
 	for _, r := range rules {
 		if r.IifName == o.Uplink || r.OifName == o.Uplink {
 			j.Rules = append(j.Rules, r)
+		}
+		if r.IifName == o.Bridge || r.OifName == o.Bridge {
+			j.BridgeRules = append(j.BridgeRules, ruleKey(r))
 		}
 	}
 	return j, nil
