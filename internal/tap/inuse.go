@@ -1,7 +1,6 @@
 package tap
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/vishvananda/netlink"
@@ -9,19 +8,22 @@ import (
 	"github.com/tapbridge/tapbridge/internal/bridge"
 )
 
-// InUse reports whether a process (usually a QEMU) holds the TAP name open.
-// The kernel reports the number of attached queues (IFLA_TUN_NUM_QUEUES)
-// and, for a multi-queue TAP, of the queues a QEMU holds but has disabled
-// (IFLA_TUN_NUM_DISABLED_QUEUES); either above zero means a holder. A
-// multi-queue TAP accepts another descriptor while a QEMU holds it, so
-// attaching one for a moment proves nothing there; for the others that
-// probe (EBUSY when held) is kept as a second opinion. It changes nothing:
-// owner, group and persistence stay as they are.
+// InUse reports whether a process (usually a QEMU) holds the TAP name open,
+// from what the kernel reports, without touching the TAP:
+//
+//   - the carrier: tun switches it on when a descriptor attaches and off
+//     when the last one detaches (__tun_detach), so carrier on means a
+//     holder (unless the holder turned it off with TUNSETCARRIER, which
+//     QEMU never does);
+//   - for a multi-queue TAP, the attached and the disabled queues
+//     (IFLA_TUN_NUM_QUEUES, IFLA_TUN_NUM_DISABLED_QUEUES): a queue QEMU
+//     disabled for a guest using fewer queues is still held.
+//
+// Attaching a descriptor for a moment and watching for EBUSY is not done:
+// a multi-queue TAP takes another queue while a QEMU holds it, so that
+// proves nothing there, and on an up TAP it switches the carrier on for a
+// moment, which gives the TAP an IPv6 link-local address.
 func InUse(name string) (bool, error) {
-	info, err := Inspect(name)
-	if err != nil {
-		return false, err
-	}
 	l, err := bridge.Link(name)
 	if err != nil {
 		return false, err
@@ -33,15 +35,9 @@ func InUse(name string) (bool, error) {
 	if t.Queues+t.DisabledQueues > 0 {
 		return true, nil
 	}
-	if info.MultiQueue {
-		return false, nil
-	}
-	f, _, err := open(name, Options{Owner: NoID, Group: NoID, VnetHdr: info.VnetHdr})
-	if errors.Is(err, ErrBusy) {
-		return true, nil
-	}
+	_, _, carrier, err := ids(t.Attrs().Index)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("reading the carrier of TAP %q: %w", name, err)
 	}
-	return false, f.Close()
+	return carrier, nil
 }

@@ -116,6 +116,11 @@ func Create(name string, o Options) (netlink.Link, error) {
 			return nil, err
 		}
 	}
+	if exists && info == (Info{Owner: o.Owner, Group: o.Group, Persistent: true, VnetHdr: o.VnetHdr, MultiQueue: o.MultiQueue}) {
+		// Already as asked. Attaching a descriptor would switch an up
+		// TAP's carrier on for a moment and give it a link-local address.
+		return bridge.Link(name)
+	}
 	f, _, err := open(name, o)
 	if err != nil {
 		return nil, err
@@ -178,7 +183,7 @@ func Inspect(name string) (Info, error) {
 	}
 	// netlink reports an unset owner as 0 (the kernel omits the attribute),
 	// so ask again for the raw attributes.
-	owner, group, err := ids(t.Attrs().Index)
+	owner, group, _, err := ids(t.Attrs().Index)
 	if err != nil {
 		return Info{}, fmt.Errorf("reading owner of TAP %q: %w", name, err)
 	}
@@ -191,28 +196,32 @@ func Inspect(name string) (Info, error) {
 	}, nil
 }
 
-// ids returns IFLA_TUN_OWNER and IFLA_TUN_GROUP of the link, NoID when absent.
-func ids(index int) (owner, group int, err error) {
+// ids returns IFLA_TUN_OWNER and IFLA_TUN_GROUP of the link, NoID when
+// absent, and IFLA_CARRIER.
+func ids(index int) (owner, group int, carrier bool, err error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Index = int32(index)
 	req.AddData(msg)
 	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
 	if err != nil || len(msgs) == 0 {
-		return NoID, NoID, err
+		return NoID, NoID, false, err
 	}
 	owner, group = NoID, NoID
 	attrs, err := nl.ParseRouteAttr(msgs[0][unix.SizeofIfInfomsg:])
 	if err != nil {
-		return NoID, NoID, err
+		return NoID, NoID, false, err
 	}
 	for _, a := range attrs {
+		if a.Attr.Type == unix.IFLA_CARRIER && len(a.Value) > 0 {
+			carrier = a.Value[0] != 0
+		}
 		if a.Attr.Type != unix.IFLA_LINKINFO {
 			continue
 		}
 		info, err := nl.ParseRouteAttr(a.Value)
 		if err != nil {
-			return NoID, NoID, err
+			return NoID, NoID, false, err
 		}
 		for _, i := range info {
 			if i.Attr.Type != nl.IFLA_INFO_DATA {
@@ -220,7 +229,7 @@ func ids(index int) (owner, group int, err error) {
 			}
 			data, err := nl.ParseRouteAttr(i.Value)
 			if err != nil {
-				return NoID, NoID, err
+				return NoID, NoID, false, err
 			}
 			for _, d := range data {
 				switch d.Attr.Type {
@@ -232,5 +241,5 @@ func ids(index int) (owner, group int, err error) {
 			}
 		}
 	}
-	return owner, group, nil
+	return owner, group, carrier, nil
 }
