@@ -119,6 +119,13 @@ func Create(name string, o Options) (netlink.Link, error) {
 	if exists && info == (Info{Owner: o.Owner, Group: o.Group, Persistent: true, VnetHdr: o.VnetHdr, MultiQueue: o.MultiQueue}) {
 		// Already as asked. Attaching a descriptor would switch an up
 		// TAP's carrier on for a moment and give it a link-local address.
+		busy, err := InUse(name)
+		if err != nil {
+			return nil, err
+		}
+		if busy {
+			return nil, fmt.Errorf("TAP %q: %w (is a QEMU still running with it?)", name, ErrBusy)
+		}
 		return bridge.Link(name)
 	}
 	f, _, err := open(name, o)
