@@ -6,10 +6,12 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/state"
 )
 
 // Version is set at build time.
@@ -124,13 +126,15 @@ func handled(err error) error {
 
 // confFlags are the flags shared by commands that read the configuration.
 type confFlags struct {
-	path   string
-	bridge string
+	path        string
+	bridge      string
+	lockTimeout time.Duration
 }
 
 func (f *confFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.path, "config", "c", "", "configuration file (the tapbridge CNI schema); flags override it")
 	fs.StringVarP(&f.bridge, "bridge", "b", "", "bridge name (default \"br0\")")
+	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "how long to wait for a lock another tapbridge holds (default "+state.DefaultLockTimeout.String()+", or $"+state.EnvLockTimeout+")")
 }
 
 // load reads the configuration named by --config (or none) and applies the
@@ -145,6 +149,14 @@ func (f *confFlags) load(fs *pflag.FlagSet) (*config.Conf, error) {
 	}
 	if fs.Changed("bridge") {
 		c.Bridge = f.bridge
+	}
+	if fs.Changed("lock-timeout") {
+		if f.lockTimeout <= 0 {
+			return nil, fmt.Errorf("%w: --lock-timeout must be positive, got %v", ErrUsage, f.lockTimeout)
+		}
+		state.SetLockTimeout(f.lockTimeout)
+	} else if _, err := state.LockTimeout(); err != nil {
+		return nil, err // a bad TAPBRIDGE_LOCK_TIMEOUT, before anything changes
 	}
 	return c, nil
 }

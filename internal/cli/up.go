@@ -22,6 +22,10 @@ uplink, and only then removes the addresses from it: the host never loses
 connectivity. A snapshot is written to /run/tapbridge/uplink/BRIDGE.json
 first; if the default gateway does not answer on the bridge afterwards, the
 change is rolled back. Idempotent; after a crash, a re-run finishes the job.
+A journal is acted on only when it describes this host (network namespace,
+boot, uplink device) and its snapshot still matches what is live; otherwise
+it is set aside (renamed BRIDGE.json.stale-TIME, kept for inspection) and a
+fresh snapshot of what is live now is taken.
 
 Examples:
   tapbridge up --uplink eth0
@@ -80,20 +84,28 @@ func downCommand() command {
 	c := command{
 		name:    "down",
 		summary: "give the uplink back its addresses, routes and rules",
-		usage:   "[--bridge br0]",
-		help: `The exact reverse of 'up', from the journal: addresses, routes and rules go
-back onto the uplink, the uplink is released, and the bridge is deleted if
-tapbridge created it and no other port remains. Idempotent.
+		usage:   "[--bridge br0] [--force]",
+		help: `Moves back onto the uplink what is live on the bridge now: its addresses
+(with their remaining lifetimes), its routes in every table and the ip rules
+naming it, including those added after 'up'; releases the uplink, and
+deletes the bridge if tapbridge created it and no other port remains. It
+says what differs from the snapshot 'up' took. It refuses while VM ports
+remain on the bridge (they would lose the LAN) unless --force, and refuses
+a journal that does not describe this host (another network namespace, an
+earlier boot, another uplink device): that journal is set aside as
+/run/tapbridge/uplink/BRIDGE.json.stale-TIME. Idempotent.
 
 Examples:
   tapbridge down
   tapbridge down --bridge br0
+  tapbridge down --force        # VMs on br0 lose the LAN
 `,
 	}
 	c.run = func(args []string, out io.Writer) error {
 		fs := flagSet(&c, out)
 		var cf confFlags
 		cf.register(fs)
+		force := fs.Bool("force", false, "go ahead even though VM ports remain on the bridge")
 		if err := parse(fs, args); err != nil {
 			return handled(err)
 		}
@@ -107,7 +119,7 @@ Examples:
 		if err := conf.Validate(); err != nil {
 			return err
 		}
-		res, err := uplink.Down(uplink.Options{Bridge: conf.Bridge, Log: logTo(out)})
+		res, err := uplink.Down(uplink.Options{Bridge: conf.Bridge, Force: *force, Log: logTo(out)})
 		if err != nil {
 			return err
 		}

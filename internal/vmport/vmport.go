@@ -45,8 +45,8 @@ func ensureBridge(c *config.Conf) (br *netlink.Bridge, undo func(), err error) {
 		if err != nil {
 			return nil, undo, err
 		}
-		if res.Changed {
-			undo = func() { _, _ = uplink.DownLocked(uplink.Options{Bridge: c.Bridge}) }
+		if res.Started { // not a resumed migration: that one is not ours to undo
+			undo = func() { _, _ = uplink.DownLocked(uplink.Options{Bridge: c.Bridge, Force: true}) }
 		}
 	}
 	br, created, err := bridge.Ensure(bridge.Spec{Name: c.Bridge, MTU: c.MTU})
