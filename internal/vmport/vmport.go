@@ -121,6 +121,10 @@ func Attach(c *config.Conf, p Port) error {
 	if err := applyPolicy(c, port, spec); err != nil {
 		return fail(err)
 	}
+	// The host has no business on a bridge port's own IP stack: an IPv6
+	// link-local address there would send DAD, router solicitations and
+	// MLD reports towards the guest.
+	front.DisableIPv6(port)
 	if link.Attrs().Flags&net.FlagUp == 0 {
 		if err := netlink.LinkSetUp(link); err != nil {
 			return fail(fmt.Errorf("bringing %q up: %w", port, err))
@@ -149,8 +153,14 @@ func Detach(c *config.Conf, name string) error {
 	case !errors.Is(err, bridge.ErrNotFound):
 		return err
 	}
-	// A veth's host end, or a TAP attached by an older tapbridge directly.
+	// A veth's host end, or a TAP attached by an older tapbridge directly;
+	// or a TAP whose front a killed detach already deleted, leaving the
+	// front's policy.
 	if err := bridge.Detach(name); err != nil {
+		return err
+	}
+	port, _ := front.Names(name)
+	if err := removePolicy(port); err != nil {
 		return err
 	}
 	return removePolicy(name)
