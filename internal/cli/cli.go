@@ -96,7 +96,10 @@ func flagSet(c *command, out io.Writer) *pflag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage:\n  tapbridge %s %s\n\n%s\nFlags:\n%s", c.name, c.usage, c.help, fs.FlagUsages())
+		fmt.Fprintf(out, "Usage:\n  tapbridge %s %s\n\n%s\nFlags:\n%s", c.name, c.usage, c.help, formatFlags(fs))
+	}
+	if fc, ok := out.(*flagCapture); ok {
+		fc.fs = fs
 	}
 	return fs
 }

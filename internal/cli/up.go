@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapbridge/tapbridge/internal/event"
+	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/uplink"
 )
 
@@ -19,7 +21,7 @@ func upCommand() command {
 delay 0), then moves the uplink's IPv4 and global IPv6 addresses, its routes
 in every table and the ip rules naming it onto the bridge, enslaves the
 uplink, and only then removes the addresses from it: the host never loses
-connectivity. A snapshot is written to /run/tapbridge/uplink/BRIDGE.json
+connectivity. A snapshot is written to ` + state.Path("uplink", "BRIDGE.json") + `
 first; if the default gateway does not answer on the bridge afterwards, the
 change is rolled back. Idempotent; after a crash, a re-run finishes the job.
 
@@ -67,6 +69,7 @@ Examples:
 			Bridge: conf.Bridge, Uplink: conf.Uplink, MTU: conf.MTU,
 			ProbeTimeout: timeout, NoProbe: *noProbe, Log: logTo(out),
 		})
+		logEvent(event.Event{Action: "up", Bridge: conf.Bridge, Uplink: conf.Uplink, Detail: res.Message}, res.Changed, err)
 		if err != nil {
 			return err
 		}
@@ -108,6 +111,7 @@ Examples:
 			return err
 		}
 		res, err := uplink.Down(uplink.Options{Bridge: conf.Bridge, Log: logTo(out)})
+		logEvent(event.Event{Action: "down", Bridge: conf.Bridge, Detail: res.Message}, res.Changed, err)
 		if err != nil {
 			return err
 		}

@@ -77,7 +77,9 @@ func Main(args []string, stderr io.Writer) int {
 		// A setuid or file-capability install exists for the bridge helper
 		// only: run under another name by an ordinary user, the hooks would
 		// act with root's power on a user's environment and arguments.
-		fmt.Fprintf(stderr, "%s: refused: this binary runs with privileges the invoking user (uid %d) does not have, so it acts only as the bridge helper; install qemu-ifup/qemu-ifdown without the setuid bit or file capability\n", prog, unix.Getuid())
+		err := fmt.Errorf("refused: this binary runs with privileges the invoking user (uid %d) does not have, so it acts only as the bridge helper; install qemu-ifup/qemu-ifdown without the setuid bit or file capability", unix.Getuid())
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+		logFailed(mode, rest, fmt.Errorf("%w: %w", ErrUsage, err))
 		return 1
 	}
 	switch mode {
@@ -99,6 +101,7 @@ func Main(args []string, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintf(stderr, "%s: %s\n", prog, oneLine(err.Error()))
+	logFailed(mode, rest, err)
 	if errors.Is(err, ErrUsage) {
 		return 2
 	}
