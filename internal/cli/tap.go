@@ -15,6 +15,7 @@ func tapCommand() command {
 		name:    "tap",
 		summary: "add or delete a persistent TAP on the bridge (for QEMU with script=no)",
 		usage:   "add|del NAME [flags]",
+		words:   []string{"add", "del"},
 		help: `'tap add' creates the persistent TAP NAME, owned by --owner/--group so that a
 QEMU running as that user can open it, and attaches it to the bridge exactly
 as qemu-ifup does (bridge and uplink ensured, the bridge's MTU, a MAC whose

@@ -50,6 +50,10 @@ func ModeOf(args []string) Mode {
 // ErrUsage marks a command-line mistake (exit status 2).
 var ErrUsage = errors.New("usage")
 
+// Usage is the --help of the QEMU front end; its man pages are made from
+// it too.
+const Usage = usageText
+
 const usageText = `Usage:
   qemu-ifup IFNAME                                   (QEMU -netdev tap,script=...)
   qemu-ifdown IFNAME                                 (QEMU -netdev tap,downscript=...)
