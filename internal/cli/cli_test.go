@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os/exec"
 	"regexp"
@@ -9,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tapbridge/tapbridge/internal/nstest"
 )
 
 // runCLI runs the command line and returns what it printed and its error.
@@ -207,4 +210,28 @@ func TestZshFishCompletion(t *testing.T) {
 			}
 		}
 	}
+}
+
+// status --json starts with its schema version (docs/json.md).
+func TestStatusJSONSchemaVersion(t *testing.T) {
+	nstest.Run(t, func() {
+		out, err := runCLI(t, "status", "--bridge", "br-none", "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("%v:\n%s", err, out)
+		}
+		want := map[string]any{
+			"schemaVersion": float64(1), "bridge": "br-none", "exists": false, "up": false,
+			"addresses": []any{}, "ports": []any{}, "consistent": true,
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("status --json (-want +got):\n%s", diff)
+		}
+		if !strings.HasPrefix(out, "{\n  \"schemaVersion\": 1,") {
+			t.Errorf("schemaVersion is not the first field:\n%s", out)
+		}
+	})
 }

@@ -156,7 +156,7 @@ Examples:
 		if *asJSON {
 			enc := json.NewEncoder(out)
 			enc.SetIndent("", "  ")
-			if err := enc.Encode(st); err != nil {
+			if err := enc.Encode(statusJSON{SchemaVersion: StatusSchemaVersion, Status: st}); err != nil {
 				return err
 			}
 		} else {
@@ -168,6 +168,17 @@ Examples:
 		return nil
 	}
 	return c
+}
+
+// StatusSchemaVersion is the "schemaVersion" of `status --json`
+// (docs/json.md). It changes when a field is removed or changes meaning;
+// new fields may appear without a change.
+const StatusSchemaVersion = 1
+
+// statusJSON is the document `status --json` prints.
+type statusJSON struct {
+	SchemaVersion int `json:"schemaVersion"`
+	*uplink.Status
 }
 
 func printStatus(out io.Writer, st *uplink.Status) {
