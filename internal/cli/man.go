@@ -65,7 +65,7 @@ downscript=, or point QEMU's defaults at them with symlinks.
 
 Examples:
   qemu-system-x86_64 ... \
-    -netdev tap,id=n0,script=/usr/libexec/tapbridge/qemu-ifup,downscript=/usr/libexec/tapbridge/qemu-ifdown \
+    -netdev tap,id=n0,script=/usr/local/libexec/tapbridge/qemu-ifup,downscript=/usr/local/libexec/tapbridge/qemu-ifdown \
     -device virtio-net-pci,netdev=n0,mac=$(tapbridge mac vm1)
 `
 
@@ -78,7 +78,7 @@ CAP_NET_ADMIN, and trusts nothing the invoking user controls.
 
 Examples:
   qemu-system-x86_64 ... \
-    -netdev bridge,id=n0,br=br0,helper=/usr/libexec/tapbridge/tapbridge-bridge-helper \
+    -netdev bridge,id=n0,br=br0,helper=/usr/local/libexec/tapbridge/tapbridge-bridge-helper \
     -device virtio-net-pci,netdev=n0,mac=$(tapbridge mac vm1)
 `
 
