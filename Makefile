@@ -7,7 +7,7 @@ BIN_DIR     ?= $(CURDIR)/bin
 CNI_TOOLS_DIR ?= $(CURDIR)/.cache/cni-tools
 # The version is the last tag (v1.2.3), with the commits since and the
 # hash after it when HEAD is not tagged; 0.0.0-gHASH before the first tag.
-VERSION     ?= $(shell git describe --tags --dirty 2>/dev/null || echo 0.0.0-g$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
+VERSION     ?= $(shell git describe --tags --dirty 2>/dev/null || echo 0.0.0-g$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git diff --quiet HEAD 2>/dev/null || echo -dirty))
 GO          ?= go
 # Upstream CNI tools for tests and benchmarks, from the module proxy.
 CNI_VERSION     := v1.3.1
