@@ -54,15 +54,30 @@ func TestDeb(t *testing.T) {
 	}
 	deb := debs[0]
 
-	lint, err := exec.Command("lintian", "--fail-on", "error,warning", deb).CombinedOutput()
-	if err != nil {
-		t.Errorf("lintian: %v\n%s", err, lint)
+	// lintian takes a while: it runs while the package is installed and
+	// the guest boots.
+	var lint strings.Builder
+	lintian := exec.Command("lintian", "--fail-on", "error,warning", deb)
+	lintian.Stdout, lintian.Stderr = &lint, &lint
+	if err := lintian.Start(); err != nil {
+		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(lint), "\n") {
-		if strings.HasPrefix(line, "E: ") || strings.HasPrefix(line, "W: ") {
-			t.Errorf("lintian: %s", line)
+	lintDone := false
+	waitLintian := func() {
+		if lintDone {
+			return
+		}
+		lintDone = true
+		if err := lintian.Wait(); err != nil {
+			t.Errorf("lintian: %v\n%s", err, lint.String())
+		}
+		for _, line := range strings.Split(lint.String(), "\n") {
+			if strings.HasPrefix(line, "E: ") || strings.HasPrefix(line, "W: ") {
+				t.Errorf("lintian: %s", line)
+			}
 		}
 	}
+	t.Cleanup(waitLintian) // also when the test stops early: no lintian left running
 
 	// A root with an empty dpkg database.
 	root := filepath.Join(dir, "root")
@@ -158,6 +173,7 @@ func TestDeb(t *testing.T) {
 		}
 	}
 
+	waitLintian()
 	dpkg("--purge", "tapbridge")
 	var left []string
 	_ = filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
