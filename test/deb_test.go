@@ -24,6 +24,7 @@ import (
 // paths an unprivileged QEMU guest gets onto the LAN, and that purges
 // without a trace.
 func TestDeb(t *testing.T) {
+	t.Parallel()
 	needRoot(t)
 	for _, tool := range []string{"make", "dpkg", "dpkg-deb", "lintian", "getcap"} {
 		if _, err := exec.LookPath(tool); err != nil {

@@ -68,6 +68,7 @@ func files(t *testing.T, root string) []string {
 }
 
 func TestInstall(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: installs a setuid root:kvm helper and a file capability (into a temporary DESTDIR)")
 	}
