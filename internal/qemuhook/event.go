@@ -13,6 +13,9 @@ import (
 	"github.com/tapbridge/tapbridge/internal/event"
 )
 
+// errElevated refuses to run a privileged copy as qemu-ifup/qemu-ifdown.
+var errElevated = errors.New("refused")
+
 // logDone records a successful attach or detach in the system log.
 func logDone(action, bridge, port string, guest net.HardwareAddr) {
 	e := event.Event{Action: action, Result: event.OK, Bridge: bridge, Port: port, VM: qemuName()}
@@ -50,7 +53,7 @@ func logFailed(mode Mode, args []string, err error) {
 		e.Bridge, e.Port, e.Err = he.Bridge, he.TAP, he.Err
 	}
 	var ce *config.Error
-	if errors.Is(err, acl.ErrDenied) || errors.Is(err, ErrUsage) || errors.As(err, &ce) {
+	if errors.Is(err, acl.ErrDenied) || errors.Is(err, ErrUsage) || errors.Is(err, errElevated) || errors.As(err, &ce) {
 		e.Result = event.Refused
 	}
 	event.Log(e)

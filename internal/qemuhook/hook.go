@@ -81,9 +81,9 @@ func Main(args []string, stderr io.Writer) int {
 		// A setuid or file-capability install exists for the bridge helper
 		// only: run under another name by an ordinary user, the hooks would
 		// act with root's power on a user's environment and arguments.
-		err := fmt.Errorf("refused: this binary runs with privileges the invoking user (uid %d) does not have, so it acts only as the bridge helper; install qemu-ifup/qemu-ifdown without the setuid bit or file capability", unix.Getuid())
+		err := fmt.Errorf("%w: this binary runs with privileges the invoking user (uid %d) does not have, so it acts only as the bridge helper; install qemu-ifup/qemu-ifdown without the setuid bit or file capability", errElevated, unix.Getuid())
 		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
-		logFailed(mode, rest, fmt.Errorf("%w: %w", ErrUsage, err))
+		logFailed(mode, rest, err)
 		return 1
 	}
 	switch mode {
