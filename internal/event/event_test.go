@@ -186,3 +186,39 @@ func TestLogFullSocket(t *testing.T) {
 		t.Errorf("syslog received %q while journald was there", got)
 	}
 }
+
+// BenchmarkLog is the cost an attach pays for its record, with journald
+// there (a reader draining the socket) and with no log daemon at all.
+func BenchmarkLog(b *testing.B) {
+	e := Event{Action: "attach", Result: OK, Bridge: "br0", Port: "vm1-0", VM: "vm1", MAC: "52:54:00:12:34:56"}
+	for _, journald := range []bool{true, false} {
+		name := "no-daemon"
+		if journald {
+			name = "journald"
+		}
+		b.Run(name, func(b *testing.B) {
+			dir := b.TempDir()
+			oldJ, oldS := JournalSocket, SyslogSocket
+			JournalSocket, SyslogSocket = filepath.Join(dir, "journal.socket"), filepath.Join(dir, "log")
+			b.Cleanup(func() { JournalSocket, SyslogSocket = oldJ, oldS })
+			if journald {
+				c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: JournalSocket, Net: "unixgram"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { c.Close() })
+				go func() {
+					buf := make([]byte, 65536)
+					for {
+						if _, err := c.Read(buf); err != nil {
+							return
+						}
+					}
+				}()
+			}
+			for b.Loop() {
+				Log(e)
+			}
+		})
+	}
+}
