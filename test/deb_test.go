@@ -46,14 +46,20 @@ func TestDeb(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if out, err := makeIn(t, "deb", "DEB_DIR="+filepath.Join(dir, "out"), "BIN_DIR="+filepath.Join(dir, "bin")); err != nil {
-		t.Fatalf("make deb: %v\n%s", err, out)
+	// Two versions, to upgrade from one to the other.
+	makeDeb := func(version string) string {
+		t.Helper()
+		out := filepath.Join(dir, "out-"+version)
+		if log, err := makeIn(t, "deb", "DEB_DIR="+out, "BIN_DIR="+filepath.Join(dir, "bin"), "DEB_VERSION="+version); err != nil {
+			t.Fatalf("make deb: %v\n%s", err, log)
+		}
+		debs, _ := filepath.Glob(filepath.Join(out, "tapbridge_*.deb"))
+		if len(debs) != 1 {
+			t.Fatalf("make deb made %v, want one tapbridge_*.deb", debs)
+		}
+		return debs[0]
 	}
-	debs, _ := filepath.Glob(filepath.Join(dir, "out", "tapbridge_*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("make deb made %v, want one tapbridge_*.deb", debs)
-	}
-	deb := debs[0]
+	deb, next := makeDeb("0.1.0"), makeDeb("0.1.1")
 
 	// lintian takes a while: it runs while the package is installed and
 	// the guest boots.
@@ -120,9 +126,12 @@ func TestDeb(t *testing.T) {
 			t.Errorf("not installed: %v", err)
 		}
 	}
-	dpkg("-i", deb) // an upgrade: the helper keeps its mode
+	dpkg("-i", next) // an upgrade: the helper keeps its mode
 	if got := helperState(t, helper); got != setuid {
-		t.Errorf("helper after upgrade: %q, want %q", got, setuid)
+		t.Errorf("helper after the upgrade to 0.1.1: %q, want %q", got, setuid)
+	}
+	if v, err := exec.Command("dpkg-query", "--admindir="+admin, "-W", "-f=${Version}", "tapbridge").Output(); err != nil || string(v) != "0.1.1" {
+		t.Errorf("installed version after the upgrade: %q %v, want 0.1.1", v, err)
 	}
 
 	// A guest of an unprivileged QEMU (nobody, in group kvm) through the
