@@ -18,13 +18,13 @@ import (
 // install, edit a configuration, upgrade without HELPER (the helper keeps
 // its mode), switch the helper's mode, uninstall.
 
-// srcDir is the repository the tests run from.
-const srcDir = ".."
+// repoDir is the repository the tests run from.
+const repoDir = ".."
 
 // makeIn runs make TARGET with vars in the repository.
 func makeIn(t *testing.T, target string, vars ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command("make", append([]string{"-s", "-C", srcDir, target}, vars...)...)
+	cmd := exec.Command("make", append([]string{"-s", "-C", repoDir, target}, vars...)...)
 	cmd.Env = append(os.Environ(), "MAKEFLAGS=")
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -46,8 +46,8 @@ func helperState(t *testing.T, path string) string {
 	return strings.TrimSpace(fi.Mode().String() + " " + grp + " " + caps)
 }
 
-// files lists the files and symlinks under root, relative to it.
-func files(t *testing.T, root string) []string {
+// filesUnder lists the files and symlinks under root, relative to it.
+func filesUnder(t *testing.T, root string) []string {
 	t.Helper()
 	var got []string
 	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
@@ -111,7 +111,7 @@ func TestInstall(t *testing.T) {
 		"/opt/tb/share/man/man8/tapbridge.8",
 		"/opt/tb/share/zsh/site-functions/_tapbridge",
 	}
-	if diff := cmp.Diff(wantFiles, files(t, dest)); diff != "" {
+	if diff := cmp.Diff(wantFiles, filesUnder(t, dest)); diff != "" {
 		t.Errorf("installed files (-want +got):\n%s", diff)
 	}
 	setuid := "urwxr-x--- gid=" + kvm
@@ -181,7 +181,7 @@ func TestInstall(t *testing.T) {
 	if out, err := makeIn(t, "uninstall", vars...); err != nil {
 		t.Fatalf("make uninstall: %v\n%s", err, out)
 	}
-	if diff := cmp.Diff([]string{"/etc/tapbridge/tapbridge.conf"}, files(t, dest)); diff != "" {
+	if diff := cmp.Diff([]string{"/etc/tapbridge/tapbridge.conf"}, filesUnder(t, dest)); diff != "" {
 		t.Errorf("left after make uninstall (-want +got):\n%s", diff)
 	}
 }
