@@ -22,15 +22,18 @@ var ErrUsage = errors.New("usage")
 
 type command struct {
 	name    string
+	hidden  bool // not listed in --help nor the man page (man)
 	summary string
-	usage   string // after "tapbridge NAME"
-	help    string // description and examples
+	usage   string   // after "tapbridge NAME"
+	words   []string // what the first argument may be, for completion
+	help    string   // description and examples
 	run     func(args []string, out io.Writer) error
 }
 
 func commands() []command {
 	return []command{
 		upCommand(), downCommand(), statusCommand(), tapCommand(), macCommand(), gcCommand(), checkCommand(),
+		completionCommand(), manCommand(),
 		{name: "version", summary: "print the version", run: func(_ []string, out io.Writer) error {
 			fmt.Fprintf(out, "tapbridge %s\n", Version)
 			return nil
@@ -76,7 +79,9 @@ func run(args []string, out io.Writer) error {
 	if len(args) == 0 || args[0] == "help" || args[0] == "--help" || args[0] == "-h" {
 		var b strings.Builder
 		for _, c := range cmds {
-			fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+			if !c.hidden {
+				fmt.Fprintf(&b, "  %-10s %s\n", c.name, c.summary)
+			}
 		}
 		fmt.Fprintf(out, mainHelp, b.String())
 		return nil
@@ -98,7 +103,10 @@ func flagSet(c *command, out io.Writer) *pflag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage:\n  tapbridge %s %s\n\n%s\nFlags:\n%s", c.name, c.usage, c.help, fs.FlagUsages())
+		fmt.Fprintf(out, "Usage:\n  tapbridge %s %s\n\n%s\nFlags:\n%s", c.name, c.usage, c.help, formatFlags(fs))
+	}
+	if fc, ok := out.(*flagCapture); ok {
+		fc.fs = fs
 	}
 	return fs
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapbridge/tapbridge/internal/event"
+	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/uplink"
 )
 
@@ -19,7 +21,7 @@ func upCommand() command {
 delay 0), then moves the uplink's IPv4 and global IPv6 addresses, its routes
 in every table and the ip rules naming it onto the bridge, enslaves the
 uplink, and only then removes the addresses from it: the host never loses
-connectivity. A snapshot is written to /run/tapbridge/uplink/BRIDGE.json
+connectivity. A snapshot is written to ` + state.Path("uplink", "BRIDGE.json") + `
 first; if the default gateway does not answer on the bridge afterwards, the
 change is rolled back. Idempotent; after a crash, a re-run finishes the job.
 A journal is acted on only when it describes this host (network namespace,
@@ -71,6 +73,7 @@ Examples:
 			Bridge: conf.Bridge, Uplink: conf.Uplink, MTU: conf.MTU,
 			ProbeTimeout: timeout, NoProbe: *noProbe, Log: logTo(out),
 		})
+		logEvent(event.Event{Action: "up", Bridge: conf.Bridge, Uplink: conf.Uplink, Detail: res.Message}, res.Changed, err)
 		if err != nil {
 			return err
 		}
@@ -120,6 +123,7 @@ Examples:
 			return err
 		}
 		res, err := uplink.Down(uplink.Options{Bridge: conf.Bridge, Force: *force, Log: logTo(out)})
+		logEvent(event.Event{Action: "down", Bridge: conf.Bridge, Detail: res.Message}, res.Changed, err)
 		if err != nil {
 			return err
 		}
@@ -164,7 +168,7 @@ Examples:
 		if *asJSON {
 			enc := json.NewEncoder(out)
 			enc.SetIndent("", "  ")
-			if err := enc.Encode(st); err != nil {
+			if err := enc.Encode(statusJSON{SchemaVersion: StatusSchemaVersion, Status: st}); err != nil {
 				return err
 			}
 		} else {
@@ -176,6 +180,17 @@ Examples:
 		return nil
 	}
 	return c
+}
+
+// StatusSchemaVersion is the "schemaVersion" of `status --json`
+// (docs/json.md). It changes when a field is removed or changes meaning;
+// new fields may appear without a change.
+const StatusSchemaVersion = 1
+
+// statusJSON is the document `status --json` prints.
+type statusJSON struct {
+	SchemaVersion int `json:"schemaVersion"`
+	*uplink.Status
 }
 
 func printStatus(out io.Writer, st *uplink.Status) {

@@ -134,7 +134,8 @@ func helper(args []string, getenv func(string) string, caller Caller) error {
 	}
 	// QEMU runs no down script for -netdev bridge: the policies of TAPs
 	// that vanished with their QEMU are removed here, by the next helper.
-	_, _ = vmport.Prune()
+	logPrune(vmport.Prune())
+	logDone("attach", c.Bridge, name, port.GuestMAC)
 	return nil
 }
 
