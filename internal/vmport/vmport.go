@@ -23,18 +23,13 @@ type Port struct {
 	GuestIPs []netip.Addr     // the guest's addresses, if known
 }
 
-// EnsureBridge makes the configured bridge exist and, when the config names
-// an uplink, hold it; with VLANs configured, it turns on VLAN filtering. If
-// that last step fails, what this call changed (a new bridge, a migrated
-// uplink) is undone. The caller must hold the bridge lock.
-func EnsureBridge(c *config.Conf) (*netlink.Bridge, error) {
-	br, _, err := ensureBridge(c)
-	return br, err
-}
-
-// ensureBridge is EnsureBridge that also returns how to undo what it
-// changed, for a caller whose next step fails; undo is never nil.
-func ensureBridge(c *config.Conf) (br *netlink.Bridge, undo func(), err error) {
+// ensureSegment makes the VM's LAN segment ready for a port: the bridge
+// exists, holds the configured uplink (migrating it, through package
+// uplink, when it does not yet), and filters VLANs when the configuration
+// names any. It returns how to undo what this call started, for a caller
+// whose next step fails; undo is never nil. The caller holds the bridge
+// lock.
+func ensureSegment(c *config.Conf) (br *netlink.Bridge, undo func(), err error) {
 	undo = func() {}
 	if c.Uplink != "" {
 		timeout, err := c.ProbeDuration()
@@ -86,7 +81,7 @@ func Attach(c *config.Conf, p Port) error {
 	if err != nil {
 		return fmt.Errorf("port %q: %w", p.Name, err) // before anything changes
 	}
-	br, undoBridge, err := ensureBridge(c)
+	br, undoBridge, err := ensureSegment(c)
 	if err != nil {
 		return err
 	}
