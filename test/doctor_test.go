@@ -13,8 +13,9 @@ import (
 // TestDoctor runs 'tapbridge doctor' the way a user does, in the
 // hypervisor namespace after 'tapbridge up', with a fake root for the files
 // it reads: a healthy host passes (exit 0, --json parses); STP, a port
-// without a policy and ifupdown owning eth0 each fail with their line, the
-// ifupdown configuration is printed and the exit status is 1.
+// without a policy, ifupdown owning eth0 and a route gone from the bridge
+// (the journal no longer matches) each fail with their line, the ifupdown
+// configuration is printed and the exit status is 1.
 func TestDoctor(t *testing.T) {
 	l := newUplinkLAN(t)
 	l.mustTapbridge(t, "up", "--bridge", "br0", "--uplink", "eth0")
@@ -59,6 +60,7 @@ func TestDoctor(t *testing.T) {
 	}
 
 	l.ip(t, "link", "set", "br0", "type", "bridge", "stp_state", "1")
+	l.ip(t, "route", "del", "198.51.100.0/24", "dev", "br0")
 	l.ip(t, "link", "add", "vm1", "type", "veth", "peer", "name", "vm1p")
 	l.ip(t, "link", "set", "vm1", "master", "br0")
 	iface := filepath.Join(root, "etc/network/interfaces")
@@ -77,7 +79,8 @@ func TestDoctor(t *testing.T) {
 		`FAIL  stp          bridge "br0" runs STP`,
 		`FAIL  policy       ports of bridge "br0" without a policy (a VM there may spoof and serve DHCP): vm1; fix: `,
 		"iface br0 inet dhcp\n    hwaddress ether ",
-		"tapbridge: doctor: 3 check(s) failed",
+		`FAIL  journal      journal ` + l.runDir + `/uplink/br0.json (phase up) does not match the live state: route 198.51.100.0/24 via 192.0.2.1 is not through "br0"`,
+		"tapbridge: doctor: 4 check(s) failed",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("doctor's output lacks %q:\n%s", want, out)
