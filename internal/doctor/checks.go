@@ -324,13 +324,14 @@ func checkHelper(o Options) []Check {
 	// With the capability the helper runs as the user: it must take the
 	// bridge, uplink and policy locks and read the journal.
 	rd := Check{Name: "run-dir"}
-	want := []string{filepath.Join("lock", o.Bridge+".lock"), filepath.Join("lock", "policy.lock")}
+	want := []string{state.LockPath("bridge", o.Bridge), state.LockPath("policy", "")}
 	if o.Uplink != "" {
-		want = append(want, filepath.Join("lock", "uplink", o.Uplink+".lock"))
+		want = append(want, state.LockPath("uplink", o.Uplink))
 	}
 	var bad []string
-	for _, f := range want {
-		st, err := os.Stat(filepath.Join(state.Dir(), f))
+	for _, p := range want {
+		f, _ := filepath.Rel(state.Dir(), p)
+		st, err := os.Stat(p)
 		if err != nil || !groupRW(st, o.QEMUGroup) {
 			bad = append(bad, f)
 		}

@@ -203,10 +203,10 @@ func TestChecks(t *testing.T) {
 		}, "helper", OK, "cap_net_admin+ep"},
 		{"helper with capability, locks root's", func(t *testing.T, root string, _, _ netlink.Link) {
 			setNetAdminCap(t, write(t, root, helperPath, "ELF", 0o755))
-		}, "run-dir", Fail, "cannot use lock/br0.lock, lock/policy.lock, lock/uplink/eth0.lock, uplink/br0.json"},
+		}, "run-dir", Fail, "cannot use lock/bridge/br0.lock, lock/policy.lock, lock/uplink/eth0.lock, uplink/br0.json"},
 		{"helper with capability, locks the group's", func(t *testing.T, root string, _, _ netlink.Link) {
 			setNetAdminCap(t, write(t, root, helperPath, "ELF", 0o755))
-			for _, f := range []string{"lock/br0.lock", "lock/policy.lock", "lock/uplink/eth0.lock"} {
+			for _, f := range []string{"lock/bridge/br0.lock", "lock/policy.lock", "lock/uplink/eth0.lock"} {
 				p := write(t, state.Dir(), f, "", 0o660)
 				if err := os.Chown(p, 0, 4242); err != nil {
 					t.Fatal(err)
