@@ -38,8 +38,9 @@ func TestDoctor(t *testing.T) {
 
 	out := l.mustTapbridge(t, "doctor", "--bridge", "br0", "--root", root, "--json")
 	var rep struct {
-		Uplink  string `json:"uplink"`
-		Manager struct {
+		SchemaVersion int    `json:"schemaVersion"`
+		Uplink        string `json:"uplink"`
+		Manager       struct {
 			Name   string `json:"name"`
 			Config string `json:"config"`
 		} `json:"manager"`
@@ -50,8 +51,8 @@ func TestDoctor(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("doctor --json: %v\n%s", err, out)
 	}
-	if rep.Uplink != "eth0" || rep.Manager.Name != "" || !strings.Contains(rep.Manager.Config, "systemctl enable --now tapbridge.service") {
-		t.Errorf("doctor --json: uplink %q (from the journal), manager %+v; want eth0 and none", rep.Uplink, rep.Manager)
+	if rep.SchemaVersion != 1 || rep.Uplink != "eth0" || rep.Manager.Name != "" || !strings.Contains(rep.Manager.Config, "systemctl enable --now tapbridge.service") {
+		t.Errorf("doctor --json: schema %d, uplink %q (from the journal), manager %+v; want 1, eth0 and none", rep.SchemaVersion, rep.Uplink, rep.Manager)
 	}
 	for _, c := range rep.Checks {
 		if c.Status == "fail" {

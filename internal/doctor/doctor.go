@@ -26,12 +26,16 @@ type Check struct {
 	Fix     string `json:"fix,omitempty"`
 }
 
+// SchemaVersion is the version of Report's JSON (docs/json.md).
+const SchemaVersion = 1
+
 // Report is what doctor found.
 type Report struct {
-	Bridge  string   `json:"bridge"`
-	Uplink  string   `json:"uplink,omitempty"`
-	Manager *Manager `json:"manager,omitempty"`
-	Checks  []Check  `json:"checks"`
+	SchemaVersion int      `json:"schemaVersion"`
+	Bridge        string   `json:"bridge"`
+	Uplink        string   `json:"uplink,omitempty"`
+	Manager       *Manager `json:"manager,omitempty"`
+	Checks        []Check  `json:"checks"`
 }
 
 // Failed reports whether any check failed.
@@ -79,7 +83,7 @@ func Run(o Options) *Report {
 	if o.Uplink == "" {
 		o.Uplink = journalUplink(o.Bridge)
 	}
-	r := &Report{Bridge: o.Bridge, Uplink: o.Uplink}
+	r := &Report{SchemaVersion: SchemaVersion, Bridge: o.Bridge, Uplink: o.Uplink, Checks: []Check{}}
 	add := func(cs ...Check) { r.Checks = append(r.Checks, cs...) }
 	var mc Check
 	r.Manager, mc = checkManager(o)
