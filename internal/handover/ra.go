@@ -9,9 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tapbridge/tapbridge/internal/nldump"
 )
 
 // raSysctls are the per-interface IPv6 settings that decide whether and how
@@ -37,9 +38,10 @@ func copyRASysctls(from, to string) {
 }
 
 // raDefaultRoutes returns the default routes link learned from router
-// advertisements (protocol "ra"), in every table.
+// advertisements (protocol "ra"), in every table, from a complete dump:
+// it drives a deletion.
 func raDefaultRoutes(link netlink.Link) ([]netlink.Route, error) {
-	routes, err := netlinksafe.RouteListFiltered(netlink.FAMILY_V6,
+	routes, err := nldump.RouteListFiltered(netlink.FAMILY_V6,
 		&netlink.Route{LinkIndex: link.Attrs().Index, Table: unix.RT_TABLE_UNSPEC},
 		netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
 	if err != nil {
