@@ -116,7 +116,10 @@ func TestAttachDoesNotReplayOverAdminChanges(t *testing.T) {
 	l.ip(t, "route", "replace", "default", "via", "198.51.100.1", "dev", "eth0")
 	admin := l.dump(t)
 
-	l.mustTapbridge(t, "tap", "add", "t0", "--config", conf)
+	out := l.mustTapbridge(t, "tap", "add", "t0", "--config", conf)
+	if !strings.Contains(out, `journal of bridge "br0" set aside`) || !strings.Contains(out, "no longer matches the live state") {
+		t.Errorf("tap add said %q, want one line reporting the journal set aside", out)
+	}
 	br := l.ip(t, "addr", "show", "dev", "br0")
 	if !strings.Contains(br, "inet 198.51.100.10/24") || strings.Contains(br, "192.0.2.1") {
 		t.Errorf("br0 after tap add, want the admin's 198.51.100.10 and none of the old addresses:\n%s", br)
