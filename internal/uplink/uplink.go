@@ -256,6 +256,11 @@ func DownLocked(o Options) (Result, error) {
 			why = fmt.Sprintf("bridge %q no longer exists: the migration was undone without tapbridge", j.Bridge)
 		}
 	}
+	if why != "" && j.otherLiveNetNS() {
+		// With /run shared, it may be the journal of a namespace that is
+		// alive and will want it for its own down: refuse, keep it.
+		return Result{}, fmt.Errorf("the journal %s does not describe this host: %s; nothing changed (it is left for that namespace)", journalPath(j.Bridge), why)
+	}
 	if why != "" {
 		aside, err := j.setAside(o, why)
 		if err != nil {
