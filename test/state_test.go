@@ -458,3 +458,36 @@ func TestKillAnywhere(t *testing.T) {
 	}
 	t.Logf("%d cycles of %d steps in %v: %d runs killed, %d finished before the kill; all recovered", cycles, len(steps), time.Since(start).Round(time.Second), killed, finished)
 }
+
+// TestUpKeepsRemainingLifetimes: an address with finite lifetimes goes to
+// the bridge with what remains of them, and a run resuming an interrupted
+// up leaves an address already on the bridge as it is now (here renewed
+// to 100s), never the snapshot's lifetimes of long ago.
+func TestUpKeepsRemainingLifetimes(t *testing.T) {
+	t.Parallel()
+	l := newUplinkLAN(t)
+	l.ip(t, "addr", "add", "192.0.2.12/24", "dev", "eth0", "valid_lft", "3600", "preferred_lft", "1800")
+	out, err := l.tapbridge([]string{"TAPBRIDGE_FAILPOINT=up:flush"}, "up", "--uplink", "eth0")
+	assertKilled(t, err, out)
+	lft := regexp.MustCompile(`inet 192\.0\.2\.12/24[^\n]*\n\s+valid_lft (\d+)sec preferred_lft (\d+)sec`)
+	m := lft.FindStringSubmatch(l.ip(t, "addr", "show", "dev", "br0"))
+	if m == nil {
+		t.Fatalf("192.0.2.12 not on br0 with finite lifetimes after the first run:\n%s", l.ip(t, "addr", "show", "dev", "br0"))
+	}
+	if v, _ := strconv.Atoi(m[1]); v > 3600 || v < 3500 {
+		t.Errorf("valid_lft on br0 = %ss, want what remained of 3600s", m[1])
+	}
+	l.ip(t, "addr", "change", "192.0.2.12/24", "dev", "br0", "valid_lft", "100", "preferred_lft", "50")
+	l.mustTapbridge(t, "up", "--uplink", "eth0")
+	l.assertMigrated(t)
+	m = lft.FindStringSubmatch(l.ip(t, "addr", "show", "dev", "br0"))
+	if m == nil {
+		t.Fatalf("192.0.2.12 lost its lifetimes on br0 after the resumed up:\n%s", l.ip(t, "addr", "show", "dev", "br0"))
+	}
+	if v, _ := strconv.Atoi(m[1]); v > 100 {
+		t.Errorf("valid_lft on br0 after the resumed up = %ss, want the remaining <= 100s, not the snapshot's 3600s", m[1])
+	}
+	if p, _ := strconv.Atoi(m[2]); p > 50 {
+		t.Errorf("preferred_lft on br0 after the resumed up = %ss, want <= 50s", m[2])
+	}
+}

@@ -488,7 +488,16 @@ func (j *Journal) migrate(o Options) error {
 	if err != nil {
 		return err
 	}
+	onBr, err := globalAddrs(br)
+	if err != nil {
+		return err
+	}
 	for _, a := range j.Addrs {
+		if _, ok := onBr[a.CIDR]; ok {
+			// Moved by an earlier, interrupted run: what it is now (its
+			// lifetimes renewed by a DHCP client since, say) stays.
+			continue
+		}
 		// NODAD: the address is already ours, on the uplink.
 		n, err := a.netlink(j.Uplink, j.Bridge, unix.IFA_F_NODAD*boolInt(a.ip().To4() == nil))
 		if err != nil {
