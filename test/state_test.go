@@ -137,8 +137,8 @@ func TestAttachDoesNotReplayOverAdminChanges(t *testing.T) {
 	if n := len(setAside(t, l.runDir, "br0")); n != 1 {
 		t.Errorf("%d journals set aside, want 1", n)
 	}
-	if out := l.mustTapbridge(t, "status"); !strings.Contains(out, "consistent") {
-		t.Errorf("status = %q", out)
+	if out := l.mustTapbridge(t, "status"); !strings.Contains(out, "consistent") || !strings.Contains(out, "set aside: "+filepath.Join(l.runDir, "uplink", "br0.json.stale-")) {
+		t.Errorf("status = %q, want consistent and the journal set aside listed", out)
 	}
 	l.mustTapbridge(t, "tap", "del", "t0", "--config", conf)
 	l.mustTapbridge(t, "down")
