@@ -395,7 +395,7 @@ func TestKillAnywhere(t *testing.T) {
 		args []string
 	}{
 		{"up", []string{"up", "--uplink", "eth0"}},
-		{"attach", []string{"tap", "add", "t0", "--config", conf}},
+		{"attach", []string{"tap", "add", "t0", "--config", conf, "--mac", "52:54:00:12:34:56", "--mac-spoof-check", "--ips", "192.0.2.50", "--ip-spoof-check", "--dhcp-guard"}},
 		{"detach", []string{"tap", "del", "t0", "--config", conf}},
 		{"down", []string{"down"}},
 	}
@@ -409,6 +409,9 @@ func TestKillAnywhere(t *testing.T) {
 	for i, s := range steps {
 		l.mustTapbridge(t, s.args...)
 		want[i] = state()
+	}
+	if !strings.Contains(strings.Join(want[1], "\n"), "nft: ") || !strings.Contains(strings.Join(want[1], "\n"), "52:54:00:12:34:56") {
+		t.Fatalf("after attach the ruleset holds no policy of t0:\n%s", strings.Join(want[1], "\n"))
 	}
 	if d := diffLines(initial, want[len(want)-1]); d != "" {
 		t.Fatalf("one clean cycle does not come back to the start (-want +got):\n%s", d)
