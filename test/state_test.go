@@ -494,3 +494,58 @@ func TestUpKeepsRemainingLifetimes(t *testing.T) {
 		t.Errorf("preferred_lft on br0 after the resumed up = %ss, want <= 50s", m[2])
 	}
 }
+
+// TestTapAddNeverRecreatesAHeldMultiQueueTAP: a QEMU holds a multi-queue
+// TAP (here the test, with one queue); `tap add` of the same name without
+// --multi-queue refuses and leaves the TAP, the same device, in place:
+// attaching another descriptor for a moment, which a multi-queue TAP
+// accepts while held, is no proof that nobody holds it.
+func TestTapAddNeverRecreatesAHeldMultiQueueTAP(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	n := testbed.NewNetNS(t)
+	runDir := t.TempDir()
+	tb := func(args ...string) (string, error) {
+		cmd := n.Command(bin("tapbridge"), args...)
+		cmd.Env = append(os.Environ(), "TAPBRIDGE_RUN_DIR="+runDir)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := tb("tap", "add", "mq0", "--multi-queue"); err != nil {
+		t.Fatalf("tap add --multi-queue: %v\n%s", err, out)
+	}
+	index := func() string {
+		return strings.SplitN(n.MustExec(t, "ip", "-o", "link", "show", "dev", "mq0"), ":", 2)[0]
+	}
+	before := index()
+	var queue int
+	err := n.Do(func() error {
+		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		req, err := unix.NewIfreq("mq0")
+		if err != nil {
+			unix.Close(fd)
+			return err
+		}
+		req.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_MULTI_QUEUE)
+		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, req); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		queue = fd
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("holding a queue of mq0: %v", err)
+	}
+	defer unix.Close(queue)
+	out, err := tb("tap", "add", "mq0")
+	if err == nil || !strings.Contains(out, "in use") {
+		t.Errorf("tap add over a held multi-queue TAP: %v, said %q; want a refusal saying it is in use", err, out)
+	}
+	if after := index(); after != before {
+		t.Errorf("the held TAP was deleted and recreated: ifindex %s, was %s", after, before)
+	}
+}
