@@ -313,11 +313,14 @@ func TestLockWaitIsBounded(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(lockPath), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// flock(1) holds the lock and waits for its child: both in a process
+	// group of their own, killed together by its id.
 	holder := exec.Command("flock", lockPath, "sleep", "600")
+	holder.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := holder.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+	t.Cleanup(func() { _ = syscall.Kill(-holder.Process.Pid, syscall.SIGKILL); _ = holder.Wait() })
 	f, err := os.Open(lockPath)
 	for ; err != nil; f, err = os.Open(lockPath) { // created by flock
 		time.Sleep(5 * time.Millisecond)
