@@ -338,6 +338,17 @@ func TestManager(t *testing.T) {
 			lines: []string{"bridge.mac-address 52:54:00:aa:bb:01 ipv4.method auto ipv6.method auto"},
 		},
 		{
+			name:  "NetworkManager at run time, no keyfile",
+			files: map[string]string{"run/NetworkManager/devices/IFINDEX": "[device]\nmanaged=true\nperm-hw-addr-fake=52:54:00:aa:bb:01\n"},
+			want:  NetworkManager, dhcp: true,
+			lines: []string{"ipv4.method auto"},
+		},
+		{
+			name:  "NetworkManager leaves it alone",
+			files: map[string]string{"run/NetworkManager/devices/IFINDEX": "[device]\nmanaged=false\n"},
+			want:  "",
+		},
+		{
 			name: "networkd at run time",
 			files: map[string]string{
 				"run/systemd/netif/links/IFINDEX":      "# This is private data. Do not parse.\nADMIN_STATE=configured\nNETWORK_FILE=/etc/systemd/network/20-wired.network\n",

@@ -129,6 +129,14 @@ func findManager(o Options, ifindex int) *Manager {
 		}
 	}
 	if ifindex > 0 {
+		// NetworkManager's run-time device state: it manages devices it
+		// has no keyfile for with an in-memory "Wired connection 1" (DHCP).
+		f := o.path(filepath.Join("run/NetworkManager/devices", strconv.Itoa(ifindex)))
+		if regexp.MustCompile(`(?m)^managed=true\s*$`).MatchString(readTrim(f)) {
+			return &Manager{Name: NetworkManager, Evidence: f, DHCP: true, file: f}
+		}
+	}
+	if ifindex > 0 {
 		f := o.path(filepath.Join("run/systemd/netif/links", strconv.Itoa(ifindex)))
 		if s := readTrim(f); strings.Contains(s, "NETWORK_FILE=") {
 			m := &Manager{Name: Networkd, Evidence: f}
