@@ -329,7 +329,7 @@ func TestManager(t *testing.T) {
 			name:  "NetworkManager static",
 			files: map[string]string{"etc/NetworkManager/system-connections/Wired.nmconnection": "[connection]\nid=Wired\ntype=ethernet\ninterface-name=eth0\n\n[ipv4]\nmethod=manual\naddress1=192.0.2.10/24,192.0.2.1\n"},
 			want:  NetworkManager,
-			lines: []string{"sudo nmcli connection add type bridge con-name br0 ifname br0 bridge.stp no bridge.mac-address 52:54:00:aa:bb:01 ipv4.method manual ipv4.addresses 192.0.2.10/24 ipv4.gateway 192.0.2.1 ipv6.method auto", "sudo nmcli connection add type ethernet con-name br0-port-eth0 ifname eth0 master br0 slave-type bridge", "unmanaged-devices=interface-name:br0;interface-name:tbv*;interface-name:tap*"},
+			lines: []string{"sudo nmcli connection add type bridge con-name br0 ifname br0 bridge.stp no bridge.mac-address 52:54:00:aa:bb:01 ipv4.method manual ipv4.addresses 192.0.2.10/24 ipv4.gateway 192.0.2.1 ipv6.method auto", "sudo nmcli connection add type ethernet con-name br0-port-eth0 ifname eth0 master br0 slave-type bridge", "unmanaged-devices=interface-name:eth0;interface-name:br0;interface-name:tbv*;interface-name:tap*", "(auto eth0 / iface eth0 inet static, with its address and gateway)"},
 		},
 		{
 			name:  "NetworkManager dhcp",
@@ -355,7 +355,7 @@ func TestManager(t *testing.T) {
 				"etc/systemd/network/20-wired.network": "[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n",
 			},
 			want: Networkd, dhcp: true,
-			lines: []string{"[NetDev]\nName=br0\nKind=bridge\nMACAddress=52:54:00:aa:bb:01\n\n[Bridge]\nSTP=no\nForwardDelaySec=0", "[Match]\nName=eth0\n\n[Network]\nBridge=br0", "DHCP=ipv4", "ClientIdentifier=mac", "[Match]\nName=br0 tbv* tap*\n\n[Link]\nUnmanaged=yes"},
+			lines: []string{"[NetDev]\nName=br0\nKind=bridge\nMACAddress=52:54:00:aa:bb:01\n\n[Bridge]\nSTP=no\nForwardDelaySec=0", "[Match]\nName=eth0\n\n[Network]\nBridge=br0", "DHCP=ipv4", "ClientIdentifier=mac", "[Match]\nName=eth0 br0 tbv* tap*\n\n[Link]\nUnmanaged=yes", "(auto eth0 / iface eth0 inet dhcp)"},
 		},
 		{
 			name:  "networkd static by file",

@@ -390,6 +390,7 @@ func renderConfig(o Options, m *Manager, a addressing) string {
 			}
 		}
 		b.WriteString("      accept-ra: true\n      parameters:\n        stp: false\n        forward-delay: 0\n")
+		fmt.Fprintf(&b, "\n# Or remove %[1]s from %[2]s (with renderer NetworkManager also list %[1]s and %[3]s in\n# unmanaged-devices), configure %[1]s in /etc/network/interfaces (%[4]s) and let\n# tapbridge.service move it at boot (docs/dhcp.md).\n", up, m.Evidence, br, ifaceStanza(up, m.DHCP))
 	case NetworkManager:
 		fmt.Fprintf(&b, "# NetworkManager: bridge %s holds %s (replaces the connection in %s)\n", br, up, m.Evidence)
 		ip4 := "ipv4.method auto"
@@ -403,14 +404,14 @@ func renderConfig(o Options, m *Manager, a addressing) string {
 		fmt.Fprintf(&b, "sudo nmcli connection add type ethernet con-name %[1]s-port-%[2]s ifname %[2]s master %[1]s slave-type bridge\n", br, up)
 		fmt.Fprintf(&b, "sudo nmcli connection delete \"$(nmcli -g NAME,DEVICE connection show --active | sed -n 's/:%s$//p')\"; sudo nmcli connection up %s\n", up, br)
 		fmt.Fprintf(&b, "# With STP off the bridge forwards at once, whatever bridge.forward-delay says.\n")
-		fmt.Fprintf(&b, "# Or keep %s in NetworkManager and leave the bridge to tapbridge.service:\n# /etc/NetworkManager/conf.d/tapbridge.conf\n[keyfile]\nunmanaged-devices=interface-name:%s;interface-name:tbv*;interface-name:tap*\n", up, br)
+		fmt.Fprintf(&b, "\n# Or take %[1]s, %[2]s and the VM ports away from NetworkManager (its DHCP client runs\n# inside the daemon and cannot follow %[1]s into %[2]s), configure %[1]s in /etc/network/interfaces\n# (%[3]s) and let tapbridge.service move it at boot (docs/dhcp.md):\n# /etc/NetworkManager/conf.d/tapbridge.conf\n[keyfile]\nunmanaged-devices=interface-name:%[1]s;interface-name:%[2]s;interface-name:tbv*;interface-name:tap*\n", up, br, ifaceStanza(up, m.DHCP))
 	case Networkd:
 		fmt.Fprintf(&b, "# systemd-networkd: bridge %s holds %s (replaces %s), then: sudo networkctl reload\n", br, up, m.Evidence)
 		fmt.Fprintf(&b, "# /etc/systemd/network/10-%s.netdev\n[NetDev]\nName=%s\nKind=bridge\nMACAddress=%s\n\n[Bridge]\nSTP=no\nForwardDelaySec=0\n\n", br, br, mac)
 		fmt.Fprintf(&b, "# /etc/systemd/network/10-%s.network\n[Match]\nName=%s\n\n[Network]\nBridge=%s\n\n", up, up, br)
 		fmt.Fprintf(&b, "# /etc/systemd/network/10-%s.network\n[Match]\nName=%s\n\n[Network]\nIPv6AcceptRA=yes\n", br, br)
 		if m.DHCP {
-			b.WriteString("DHCP=ipv4\n\n[DHCPv4]\n# the MAC as client identifier: the lease eth0 had\nClientIdentifier=mac\n")
+			b.WriteString("DHCP=ipv4\n\n[DHCPv4]\n# br0 has eth0's MAC; networkd's default identifier derives from the interface\n# name, so it would ask for a lease of its own\nClientIdentifier=mac\n")
 		} else {
 			for _, ad := range append(append([]string{}, a.V4...), a.V6...) {
 				fmt.Fprintf(&b, "Address=%s\n", ad)
@@ -419,7 +420,7 @@ func renderConfig(o Options, m *Manager, a addressing) string {
 				fmt.Fprintf(&b, "Gateway=%s\n", a.Gateway)
 			}
 		}
-		fmt.Fprintf(&b, "# Or leave the bridge to tapbridge.service: /etc/systemd/network/05-tapbridge-unmanaged.network\n[Match]\nName=%s tbv* tap*\n\n[Link]\nUnmanaged=yes\n", br)
+		fmt.Fprintf(&b, "\n# Or take %[1]s, %[2]s and the VM ports away from networkd (its DHCP client runs inside\n# the daemon and cannot follow %[1]s into %[2]s), configure %[1]s in /etc/network/interfaces\n# (%[3]s) and let tapbridge.service move it at boot (docs/dhcp.md):\n# /etc/systemd/network/05-tapbridge-unmanaged.network\n[Match]\nName=%[1]s %[2]s tbv* tap*\n\n[Link]\nUnmanaged=yes\n", up, br, ifaceStanza(up, m.DHCP))
 	case Ifupdown:
 		fmt.Fprintf(&b, "# ifupdown (needs bridge-utils): bridge %s holds %s; replaces the %s stanza in %s, then: sudo ifdown %s; sudo ifup %s %s\n", br, up, up, m.Evidence, up, up, br)
 		fmt.Fprintf(&b, "auto %s\niface %s inet manual\n\nauto %s\n", up, up, br)
@@ -435,7 +436,16 @@ func renderConfig(o Options, m *Manager, a addressing) string {
 			}
 		}
 		fmt.Fprintf(&b, "    hwaddress ether %s\n    bridge_ports %s\n    bridge_stp off\n    bridge_fd 0\n", mac, up)
-		fmt.Fprintf(&b, "# Or keep %s's stanza and let tapbridge.service move it at boot: tapbridge hands\n# the DHCP client (dhclient) over to %s and back (docs/dhcp.md).\n", up, br)
+		fmt.Fprintf(&b, "\n# Or keep %s's stanza and let tapbridge.service move it at boot: tapbridge hands\n# the DHCP client (dhclient) over to %s and back (docs/dhcp.md).\n", up, br)
 	}
 	return b.String()
+}
+
+// ifaceStanza is the ifupdown stanza that configures the uplink the way
+// the manager did, for tapbridge.service to move.
+func ifaceStanza(up string, dhcp bool) string {
+	if dhcp {
+		return fmt.Sprintf("auto %s / iface %s inet dhcp", up, up)
+	}
+	return fmt.Sprintf("auto %s / iface %s inet static, with its address and gateway", up, up)
 }
