@@ -129,6 +129,11 @@ func TestUDHCPCHandover(t *testing.T) {
 		}
 	}
 	phase("br0", "up", "--bridge", "br0", "--uplink", "eth0")
+	// A second up leaves the client where it is.
+	pid := current()
+	if out := l.mustTapbridge(t, "up", "--bridge", "br0", "--uplink", "eth0"); !strings.Contains(out, "nothing changed") || strings.Contains(out, "udhcpc now") || current() != pid {
+		t.Errorf("a second up: %s (udhcpc pid %d, then %d)", out, pid, current())
+	}
 	phase("eth0", "down", "--bridge", "br0")
 }
 

@@ -133,12 +133,14 @@ func upLocked(o Options) (Result, error) {
 		}
 		if j.Phase == phaseDone {
 			if problems := j.check(); len(problems) == 0 {
-				return Result{SetAside: aside, Message: fmt.Sprintf("bridge %q already holds uplink %q; nothing changed", o.Bridge, o.Uplink)}, nil
+				// A DHCP client (re)started on the uplink since is still
+				// handed over: a re-run of up fixes it.
+				return handOver(o, Result{SetAside: aside, Message: fmt.Sprintf("bridge %q already holds uplink %q; nothing changed", o.Bridge, o.Uplink)})
 			} else if j.uplinkInBridge() {
 				// The migration is complete; what differs is the admin's
 				// business since (an address added or removed on the
 				// bridge). Replaying the snapshot would undo it.
-				return Result{SetAside: aside, Message: fmt.Sprintf("bridge %q already holds uplink %q; nothing changed (differs from the snapshot: %s)", o.Bridge, o.Uplink, strings.Join(problems, "; "))}, nil
+				return handOver(o, Result{SetAside: aside, Message: fmt.Sprintf("bridge %q already holds uplink %q; nothing changed (differs from the snapshot: %s)", o.Bridge, o.Uplink, strings.Join(problems, "; "))})
 			}
 		}
 		o.logf("resuming from journal %s (phase %s)", journalPath(o.Bridge), j.Phase)
