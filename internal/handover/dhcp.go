@@ -129,33 +129,71 @@ func program(argv []string) (string, []string) {
 	return "", nil
 }
 
+// unmovable are DHCP clients Find recognises but Move does not restart:
+// their command lines are not parsed, so one naming the interface anywhere
+// is reported.
+var unmovable = map[string]bool{"dhcpcd": true, "pump": true}
+
 // Find returns the DHCP clients of the caller's network namespace that
 // serve iface.
 func Find(iface string) ([]Client, error) {
+	cs, _, err := find(iface)
+	return cs, err
+}
+
+// find returns the clients Move can restart, and the "NAME (pid N)" of
+// those it cannot.
+func find(iface string) ([]Client, []string, error) {
 	self, err := netnsOf("thread-self")
 	if err != nil {
-		return nil, fmt.Errorf("finding DHCP clients: %w", err)
+		return nil, nil, fmt.Errorf("finding DHCP clients: %w", err)
 	}
 	ents, err := os.ReadDir(procRoot)
 	if err != nil {
-		return nil, fmt.Errorf("finding DHCP clients: %w", err)
+		return nil, nil, fmt.Errorf("finding DHCP clients: %w", err)
 	}
 	var out []Client
+	var other []string
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
 		c, ok := client(pid)
-		if !ok || c.Iface != iface {
+		name := ""
+		switch {
+		case ok && c.Iface == iface:
+		case !ok:
+			if name = unmovableOf(pid, iface); name == "" {
+				continue
+			}
+		default:
 			continue
 		}
 		if ns, err := netnsOf(e.Name()); err != nil || ns != self {
 			continue // another namespace's client, or gone
 		}
+		if name != "" {
+			other = append(other, fmt.Sprintf("%s (pid %d)", name, pid))
+			continue
+		}
 		out = append(out, c)
 	}
-	return out, nil
+	return out, other, nil
+}
+
+// unmovableOf returns the name of an unmovable client pid runs when its
+// command line names iface, else "".
+func unmovableOf(pid int, iface string) string {
+	raw, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "cmdline"))
+	if err != nil || len(raw) == 0 {
+		return ""
+	}
+	argv := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
+	if name := filepath.Base(argv[0]); unmovable[name] && slices.Contains(argv[1:], iface) {
+		return name
+	}
+	return ""
 }
 
 // client reads process pid and says whether it is a known DHCP client

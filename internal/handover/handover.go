@@ -31,9 +31,12 @@ func Run(o Options) (string, error) {
 	}
 	var done []string
 	var errs []error
-	clients, err := Find(o.From)
+	clients, other, err := find(o.From)
 	if err != nil {
 		errs = append(errs, err)
+	}
+	for _, c := range other {
+		done = append(done, fmt.Sprintf("warning: %s serves %q and is not moved (tapbridge moves dhclient and udhcpc): configure it for %q, see docs/dhcp.md", c, o.From, o.To))
 	}
 	for _, c := range clients {
 		pid, err := Move(c, o.To)

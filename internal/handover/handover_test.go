@@ -100,3 +100,24 @@ func TestMove(t *testing.T) {
 		t.Errorf("after Move, Find(1000) = %+v, %v; want none", again, err)
 	}
 }
+
+// TestFindUnmovable: a dhcpcd serving the interface is reported, not moved.
+func TestFindUnmovable(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("needs sleep")
+	}
+	p := &exec.Cmd{Path: sleep, Args: []string{"dhcpcd", "3000"}}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Process.Kill(); _ = p.Wait() })
+	movable, other, err := find("3000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"dhcpcd (pid " + strconv.Itoa(p.Process.Pid) + ")"}
+	if len(movable) != 0 || !cmp.Equal(other, want) {
+		t.Errorf("find: movable %+v, other %q; want none and %q", movable, other, want)
+	}
+}
