@@ -105,6 +105,17 @@ func TestDHCPUplinkHandover(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("send dhcp-client-identifier \"hv-host\";\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A copy: Debian's AppArmor profile sbin.dhclient confines
+	// /usr/sbin/dhclient to /etc/dhcp/dhclient-script and its own lease and
+	// pid paths, and attaches by path.
+	bin, err := os.ReadFile(dhclient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dhclient = filepath.Join(dir, "dhclient")
+	if err := os.WriteFile(dhclient, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	pidFile := filepath.Join(dir, "dhclient.pid")
 	cmd := hv.Command(dhclient, "-4", "-d", "-cf", conf, "-lf", filepath.Join(dir, "leases"), "-pf", pidFile, "-sf", script, "eth0")
 	if err := cmd.Start(); err != nil {

@@ -292,13 +292,17 @@ func Move(c Client, to string) (int, error) {
 		}
 		break
 	}
+	dir := c.dir
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		dir = "/" // its working directory is gone: a client must still start
+	}
 	name, _ := program(c.Argv)
 	start := func(cgFD int) (*exec.Cmd, error) {
 		cmd := &exec.Cmd{
 			Path: exe,
 			Args: rewrite(name, c.Argv, c.Iface, to),
 			Env:  c.env,
-			Dir:  c.dir,
+			Dir:  dir,
 			// Its own session: it outlives tapbridge, as it outlived
 			// whoever started it.
 			SysProcAttr: &syscall.SysProcAttr{Setsid: true, UseCgroupFD: cgFD >= 0, CgroupFD: cgFD},
