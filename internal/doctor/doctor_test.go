@@ -144,6 +144,11 @@ func TestChecks(t *testing.T) {
 			write(t, root, "proc/sys/net/bridge/bridge-nf-call-iptables", "1\n", 0o644)
 			forwardChain(t, nftables.ChainPolicyAccept)
 		}, "netfilter", OK, "no FORWARD chain drops by policy"},
+		{"netfilter with legacy iptables", func(t *testing.T, root string, _, _ netlink.Link) {
+			write(t, root, "sys/module/br_netfilter/refcnt", "0\n", 0o644)
+			write(t, root, "proc/sys/net/bridge/bridge-nf-call-iptables", "1\n", 0o644)
+			write(t, root, "proc/net/ip_tables_names", "filter\n", 0o444)
+		}, "netfilter", Skip, "legacy iptables has a filter table"},
 		{"netfilter with forward drop", func(t *testing.T, root string, _, _ netlink.Link) {
 			write(t, root, "sys/module/br_netfilter/refcnt", "0\n", 0o644)
 			write(t, root, "proc/sys/net/bridge/bridge-nf-call-iptables", "1\n", 0o644)
