@@ -1,7 +1,6 @@
 package cniplugin
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/testkit"
 )
 
 func TestNames(t *testing.T) {
@@ -80,7 +80,7 @@ func TestArgsMAC(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got, err := argsMAC(tt.args)
-		if code := errCode(err); got != tt.want || code != tt.code {
+		if code := testkit.CNICode(err); got != tt.want || code != tt.code {
 			t.Errorf("argsMAC(%q) = %q, code %d (%v); want %q, code %d", tt.args, got, code, err, tt.want, tt.code)
 		}
 	}
@@ -105,7 +105,7 @@ func TestGuestMAC(t *testing.T) {
 				t.Fatal(err)
 			}
 			m, err := guestMAC(c, &skel.CmdArgs{ContainerID: "c1", IfName: "eth0", Args: tt.args})
-			if code := errCode(err); code != tt.code {
+			if code := testkit.CNICode(err); code != tt.code {
 				t.Fatalf("code %d (%v), want %d", code, err, tt.code)
 			}
 			if err == nil && m.String() != tt.want {
@@ -137,7 +137,7 @@ func TestLoad(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := load(&skel.CmdArgs{StdinData: []byte(tt.conf)})
-			if code := errCode(err); code != tt.code {
+			if code := testkit.CNICode(err); code != tt.code {
 				t.Fatalf("code %d (%v), want %d", code, err, tt.code)
 			}
 			if err != nil && !strings.Contains(err.Error(), tt.msg) {
@@ -152,17 +152,6 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-func errCode(err error) uint {
-	if err == nil {
-		return 0
-	}
-	var e *types.Error
-	if errors.As(err, &e) {
-		return e.Code
-	}
-	return 999
-}
-
 // FuzzLoad feeds the plugin's configuration and CNI_ARGS parsing arbitrary
 // input: it must never panic, and what it accepts it must accept again.
 func FuzzLoad(f *testing.F) {
@@ -173,8 +162,8 @@ func FuzzLoad(f *testing.F) {
 		args := &skel.CmdArgs{ContainerID: "c1", IfName: "eth0", Args: cniArgs, StdinData: conf}
 		c, err := load(args)
 		if err != nil {
-			if errCode(err) != types.ErrInvalidNetworkConfig {
-				t.Fatalf("load: code %d for %v", errCode(err), err)
+			if testkit.CNICode(err) != types.ErrInvalidNetworkConfig {
+				t.Fatalf("load: code %d for %v", testkit.CNICode(err), err)
 			}
 			return
 		}
