@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tapbridge/tapbridge/internal/testkit"
 	"github.com/tapbridge/tapbridge/test/testbed"
 )
 
@@ -97,20 +98,7 @@ func TestBridgeHelperTmpfiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the helper as a member of kvm: %v: %s", err, out)
 	}
-	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := unix.Recvmsg(int(qemuEnd.Fd()), buf, oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
-	if err != nil {
-		t.Fatalf("no TAP descriptor from the helper: %v", err)
-	}
-	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-	if len(msgs) != 1 {
-		t.Fatalf("control messages: %v", msgs)
-	}
-	tapFDs, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(tapFDs) != 1 {
-		t.Fatalf("rights: %v %v", tapFDs, err)
-	}
-	defer unix.Close(tapFDs[0])
+	defer unix.Close(testkit.RecvFD(t, int(qemuEnd.Fd())))
 	if out := lan.HV.MustExec(t, "ip", "-o", "link", "show", "master", "br0"); !strings.Contains(out, "tap0") || !strings.Contains(out, "eth0") {
 		t.Errorf("br0 lacks the helper's TAP or the uplink: %s", out)
 	}
