@@ -10,10 +10,16 @@
 // releases the lease nor deconfigures an interface) and starting the same
 // command line, environment and working directory again with the interface
 // name replaced: the client keeps its own configuration, script, hooks and
-// lease file. Only clients this package knows how to read are moved
-// (dhclient and busybox udhcpc); a client supervised by a network manager
-// (systemd-networkd, NetworkManager) is that manager's to move: see
-// 'tapbridge doctor'.
+// lease file, and starts in the old one's cgroup where the kernel allows
+// it. Only clients whose command line this package reads are moved
+// (dhclient and busybox udhcpc); a dhcpcd or pump naming the interface is
+// reported, not moved; a network manager's in-daemon client (systemd-
+// networkd, NetworkManager) is that manager's: see 'tapbridge doctor'.
+//
+// Router advertisements: the uplink's accept_ra and autoconf settings are
+// copied to the bridge, a router solicitation is sent there, and the
+// uplink's RA-learned default routes are deleted only once the kernel has
+// learned one on the bridge (a timeout is a warning, not an error).
 //
 // The package only acts on processes of the caller's own network namespace,
 // identified by a pidfd so a recycled PID is never signalled, and never
