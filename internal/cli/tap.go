@@ -7,7 +7,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/event"
-	"github.com/tapbridge/tapbridge/internal/qemuhook"
+	"github.com/tapbridge/tapbridge/internal/vmport"
 )
 
 func tapCommand() command {
@@ -90,7 +90,7 @@ Examples:
 			return err
 		}
 		if verb == "del" {
-			res, err := qemuhook.DeleteTAP(conf, name)
+			res, err := vmport.DeleteTAP(conf, name)
 			logEvent(event.Event{Action: "tap-del", Bridge: res.Bridge, Port: name}, res.Changed, err)
 			if err != nil {
 				return fmt.Errorf("tap del %q: %w", name, err)
@@ -102,7 +102,7 @@ Examples:
 			}
 			return nil
 		}
-		res, err := qemuhook.AddTAP(conf, name)
+		res, err := vmport.AddTAP(conf, name)
 		logEvent(event.Event{Action: "tap-add", Bridge: conf.Bridge, Port: name, MAC: conf.MAC}, res.Changed, err)
 		if err != nil {
 			return fmt.Errorf("tap add %q on bridge %q: %w", name, conf.Bridge, err)

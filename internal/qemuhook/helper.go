@@ -106,7 +106,7 @@ func helper(args []string, getenv func(string) string, caller Caller) error {
 			return fail("", fmt.Errorf("%w; the helper creates only the configured bridge %q for uid %d", err, l.fileBridge, caller.UID))
 		}
 	}
-	port, err := portOf(c, "")
+	port, err := vmport.PortOf(c, "")
 	if err != nil {
 		return fail("", err)
 	}

@@ -217,3 +217,21 @@ func Check(c *config.Conf, name string) error {
 	}
 	return nil
 }
+
+// RemoveUnusedBridge deletes the bridge that a failed attach created, if no
+// port (another attachment's, or an uplink) has joined it since. It takes
+// the bridge lock, as every change to the bridge does.
+func RemoveUnusedBridge(c *config.Conf) {
+	lk, err := state.LockBridge(c.Bridge)
+	if err != nil {
+		return
+	}
+	defer lk.Unlock()
+	br, err := bridge.Get(c.Bridge)
+	if err != nil {
+		return
+	}
+	if ports, err := bridge.Ports(br); err == nil && len(ports) == 0 {
+		_ = bridge.Delete(c.Bridge)
+	}
+}
