@@ -43,5 +43,12 @@ func (c *Conf) ApplyEnv(getenv func(string) string) error {
 		}
 		c.Isolated = b
 	}
+	if v := getenv(EnvRouted); v != "" {
+		b, err := strconv.ParseBool(strings.ToLower(v))
+		if err != nil {
+			return fieldErr(EnvRouted, "must be true or false, got %q", v)
+		}
+		c.Routed = b
+	}
 	return c.Validate()
 }

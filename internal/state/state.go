@@ -141,3 +141,9 @@ func Remove(path string) error {
 	}
 	return nil
 }
+
+// LockRouted takes the exclusive lock of the namespace's routed ports:
+// their records, the sysctls they share and their nftables tables.
+func LockRouted() (*Lock, error) {
+	return lockFile(Path("lock", "routed.lock"))
+}
