@@ -515,3 +515,39 @@ func Prune() ([]string, error) {
 	}
 	return pruned, nil
 }
+
+// Check verifies that port is attached routed: its record describes the
+// live port, which is up, with a route for each address.
+func Check(port string) error {
+	r, err := readRecord(port)
+	if err != nil {
+		return err
+	}
+	if r == nil {
+		return fmt.Errorf("%q is not a routed port", port)
+	}
+	l, err := netlinksafe.LinkByName(port)
+	if err != nil {
+		return fmt.Errorf("routed port %q: %w", port, err)
+	}
+	if l.Attrs().Index != r.Index {
+		return fmt.Errorf("routed port %q was made anew since it was attached", port)
+	}
+	if l.Attrs().Flags&net.FlagUp == 0 {
+		return fmt.Errorf("routed port %q is down", port)
+	}
+	for _, ip := range r.IPs {
+		fam := netlink.FAMILY_V4
+		if ip.Is6() {
+			fam = netlink.FAMILY_V6
+		}
+		rs, err := netlinksafe.RouteListFiltered(fam, hostRoute(ip, r.Index), netlink.RT_FILTER_DST|netlink.RT_FILTER_OIF)
+		if err != nil {
+			return fmt.Errorf("listing routes: %w", err)
+		}
+		if len(rs) == 0 {
+			return fmt.Errorf("routed port %q: no route for %s", port, ip)
+		}
+	}
+	return nil
+}

@@ -19,6 +19,15 @@ import (
 // port's: the kernel reuses tap%d names) gets its policy after the prune,
 // never removed by it.
 func Prune() ([]string, error) {
+	gone, err := pruneRouted()
+	if err != nil {
+		return gone, err
+	}
+	more, err := prunePolicies()
+	return append(gone, more...), err
+}
+
+func prunePolicies() ([]string, error) {
 	lk, err := state.LockPolicy()
 	if err != nil {
 		return nil, err

@@ -70,6 +70,12 @@ func ensureBridge(c *config.Conf) (br *netlink.Bridge, undo func(), err error) {
 
 // Attach puts p on the configured bridge, under the bridge lock.
 func Attach(c *config.Conf, p Port) error {
+	if c.Routed {
+		return attachRouted(c, p)
+	}
+	if c.UplinkMACs.Enabled() {
+		return attachKnownMAC(c, p)
+	}
 	lk, err := state.LockBridge(c.Bridge)
 	if err != nil {
 		return err
@@ -104,6 +110,9 @@ func Attach(c *config.Conf, p Port) error {
 // Detach takes the port off its bridge and removes its policy. It succeeds
 // when the port is already gone.
 func Detach(c *config.Conf, name string) error {
+	if isRouted, err := detachExtras(name); isRouted || err != nil {
+		return err
+	}
 	lk, err := state.LockBridge(c.Bridge)
 	if err != nil {
 		return err
@@ -118,6 +127,9 @@ func Detach(c *config.Conf, name string) error {
 // Check verifies that the port is up on the configured bridge with the
 // bridge's MTU.
 func Check(c *config.Conf, name string) error {
+	if c.Routed {
+		return checkRouted(name)
+	}
 	br, err := bridge.Get(c.Bridge)
 	if err != nil {
 		return err
