@@ -30,6 +30,12 @@ Examples:
   tapbridge tap add vm2-tap --config /etc/tapbridge/tapbridge.conf --group kvm --vnet-hdr
   tapbridge tap add vm3-tap --owner alice --mac $(tapbridge mac vm3) --mac-spoof-check \
       --ips 192.0.2.33 --ip-spoof-check --isolated
+  tapbridge tap add vm4-tap --routed --uplink eth0 --ips 203.0.113.7,2001:db8:1::7 --owner qemu
+
+With --routed no bridge is involved: the VM's addresses (--ips, required) are
+routed to the TAP, the host answers ARP/NDP for them on the uplink when they
+are on its link, and the guest uses its address /32 (/128) with the gateway
+169.254.0.1 (fe80::1) on-link. See docs/routed.md.
 `,
 	}
 	c.run = func(args []string, out io.Writer) error {
@@ -40,6 +46,8 @@ Examples:
 		group := fs.String("group", "", "group (name or gid) allowed to open the TAP (tap add)")
 		multiQueue := fs.Bool("multi-queue", false, "create a multi-queue TAP (QEMU queues=N) (tap add)")
 		vnetHdr := fs.Bool("vnet-hdr", false, "create the TAP with IFF_VNET_HDR (QEMU vnet_hdr=on) (tap add)")
+		routed := fs.Bool("routed", false, "route the VM's addresses (--ips) to the TAP instead of bridging it (\"routed\") (tap add)")
+		uplink := fs.String("uplink", "", "the interface facing the provider (\"uplink\"; needed by --routed) (tap add)")
 		var pf policyFlags
 		pf.register(fs)
 		if err := parse(fs, args); err != nil {
@@ -54,7 +62,7 @@ Examples:
 			return err
 		}
 		if verb == "del" {
-			for _, f := range []string{"owner", "group", "multi-queue", "vnet-hdr"} {
+			for _, f := range []string{"owner", "group", "multi-queue", "vnet-hdr", "routed", "uplink"} {
 				if fs.Changed(f) {
 					return fmt.Errorf("%w: --%s is for 'tap add'", ErrUsage, f)
 				}
@@ -75,6 +83,12 @@ Examples:
 		}
 		if fs.Changed("vnet-hdr") {
 			conf.VnetHdr = *vnetHdr
+		}
+		if fs.Changed("routed") {
+			conf.Routed = *routed
+		}
+		if fs.Changed("uplink") {
+			conf.Uplink = *uplink
 		}
 		if err := conf.Validate(); err != nil {
 			return err
@@ -98,6 +112,11 @@ Examples:
 		state := "attached to"
 		if !res.Changed {
 			state = "already on"
+		}
+		if conf.Routed {
+			fmt.Fprintf(out, "%s: routed via %s (owner %s, group %s, MTU %d); guest: its address /32 (/128), gateway 169.254.0.1 (fe80::1) on-link; QEMU: -netdev tap,id=n0,ifname=%s,script=no,downscript=no\n",
+				name, conf.Uplink, idName(conf.Owner), idName(conf.Group), res.MTU, name)
+			return nil
 		}
 		fmt.Fprintf(out, "%s: %s bridge %s (owner %s, group %s, MTU %d, MAC %s); QEMU: -netdev tap,id=n0,ifname=%s,script=no,downscript=no\n",
 			name, state, res.Bridge, idName(conf.Owner), idName(conf.Group), res.MTU, res.MAC, name)

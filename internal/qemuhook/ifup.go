@@ -36,6 +36,9 @@ func Ifup(name string, getenv func(string) string) error {
 		return fail(err)
 	}
 	c := l.conf
+	if c.Routed {
+		br = "" // no bridge: the error names the mode instead
+	}
 	if err := checkACL(c, c.ACL != "", osReadFile); err != nil {
 		return fail(err)
 	}
