@@ -1,0 +1,271 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tapbridge/tapbridge/test/frames"
+	"github.com/tapbridge/tapbridge/test/testbed"
+)
+
+// Routed mode end to end, on a LAN whose router plays a provider that
+// accepts frames only from the hypervisor's MAC and one virtual MAC it
+// assigned (a counted drop rule on its side of the link), routes
+// 198.51.100.0/29 to the hypervisor's main address, and resolves
+// 192.0.2.60 on the link. Beside a bridged VM (the provider's virtual MAC,
+// DHCP), two routed QEMU guests serve HTTP: one attached by qemu-ifup with
+// 192.0.2.60, one by `tap add --routed` with 198.51.100.2, both configured
+// statically. Frames written into TAPs check what needs no guest.
+
+const (
+	virtualMAC = "02:00:00:00:0a:01" // the provider's virtual MAC for the bridged VM
+	routedIPA  = "192.0.2.60"        // on the link: proxy ARP on br0
+	routedIPB  = "198.51.100.2"      // in the routed /29: no proxy entry
+)
+
+// providerRules is the router's side of the link: frames from any MAC
+// but the hypervisor's and the virtual one are counted and dropped.
+func providerRules(t *testing.T, lan *testbed.LAN, hvMAC string) {
+	t.Helper()
+	script := fmt.Sprintf(`table netdev provider {
+	chain in {
+		type filter hook ingress device %s priority 0; policy accept;
+		ether saddr != { %s, %s } counter drop
+	}
+}
+`, testbed.RouterIf, hvMAC, virtualMAC)
+	cmd := lan.Router.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("router nft: %v: %s", err, out)
+	}
+	lan.Router.MustExec(t, "ip", "route", "add", "198.51.100.0/29", "via", testbed.HVIPv4.Addr().String())
+}
+
+// providerDrops is the router's drop counter.
+func providerDrops(t *testing.T, lan *testbed.LAN) string {
+	t.Helper()
+	out := lan.Router.MustExec(t, "nft", "list", "chain", "netdev", "provider", "in")
+	m := regexp.MustCompile(`counter packets (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no counter in %q", out)
+	}
+	return m[1]
+}
+
+// hostDumps is what the hypervisor's addresses, routes, proxy neighbour
+// entries, rules and forwarding sysctls look like on its own interfaces
+// (lo, eth0, br0); VM ports come and go with their VMs.
+func hostDumps(t *testing.T, hv *testbed.NetNS) []string {
+	t.Helper()
+	var out []string
+	keep := func(line string) bool {
+		m := regexp.MustCompile(` dev (\S+)`).FindStringSubmatch(line)
+		return m == nil || m[1] == "lo" || m[1] == "eth0" || m[1] == "br0"
+	}
+	for _, args := range [][]string{
+		{"-o", "addr", "show", "dev", "lo"}, {"-o", "addr", "show", "dev", "eth0"}, {"-o", "addr", "show", "dev", "br0"},
+		{"route", "show", "table", "all"}, {"-6", "route", "show", "table", "all"},
+		{"neigh", "show", "proxy"}, {"-6", "neigh", "show", "proxy"},
+		{"rule"}, {"-6", "rule"},
+	} {
+		for _, line := range strings.Split(strings.TrimSpace(hv.MustExec(t, "ip", args...)), "\n") {
+			if strings.Contains(args[len(args)-1], "all") && !keep(line) {
+				continue
+			}
+			out = append(out, strings.Join(args, " ")+": "+strings.Join(strings.Fields(line), " "))
+		}
+	}
+	for _, k := range []string{"ipv4/conf/br0/forwarding", "ipv4/conf/eth0/forwarding", "ipv6/conf/all/forwarding", "ipv6/conf/br0/accept_ra", "ipv6/conf/br0/proxy_ndp", "ipv4/conf/br0/proxy_arp"} {
+		out = append(out, k+"="+strings.TrimSpace(hv.MustExec(t, "cat", "/proc/sys/net/"+k)))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestRouted(t *testing.T) {
+	if err := testbed.CheckGuest(); err != nil {
+		t.Skip(err)
+	}
+	p := newPolicyLAN(t, testbed.LANOptions{DHCP: true}, `"uplinkMACs": "strict"`)
+	lan := p.lan
+	hvMAC := linkMAC(t, lan.HV, "eth0")
+	providerRules(t, lan, hvMAC)
+	// The uplink into br0 first (at boot, tapbridge.service does this).
+	p.mustRun(t, nil, "tapbridge", "up", "--config", p.conf)
+	confEnv := []string{"TAPBRIDGE_CONF=" + p.conf, "TAPBRIDGE_RUN_DIR=" + p.runDir}
+
+	// The bridged VM with the provider's virtual MAC, through qemu-ifup.
+	bridged := testbed.StartGuest(t, testbed.GuestOpts{
+		NetNS: lan.HV, MAC: virtualMAC, Env: append(confEnv, "TAPBRIDGE_MAC="+virtualMAC),
+		Netdev: fmt.Sprintf("tap,ifname=vmb,script=%s,downscript=%s", bin("qemu-ifup"), bin("qemu-ifdown")),
+	})
+	if _, err := lan.WaitLease(virtualMAC, 90*time.Second); err != nil {
+		t.Fatalf("the bridged VM with the registered virtual MAC: %v", err)
+	}
+	if err := bridged.WaitReady(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	before := hostDumps(t, lan.HV)
+
+	// The routed guests: qemu-ifup with TAPBRIDGE_ROUTED, and tap add --routed.
+	ga := testbed.StartGuest(t, testbed.GuestOpts{
+		NetNS: lan.HV, Static: netip.MustParseAddr(routedIPA),
+		Env:    append(confEnv, "TAPBRIDGE_ROUTED=1", "TAPBRIDGE_IPS="+routedIPA),
+		Netdev: fmt.Sprintf("tap,ifname=vmr1,script=%s,downscript=%s", bin("qemu-ifup"), bin("qemu-ifdown")),
+	})
+	p.tapAdd(t, "vmr2", "--routed", "--ips", routedIPB)
+	gb := testbed.StartGuest(t, testbed.GuestOpts{NetNS: lan.HV, Static: netip.MustParseAddr(routedIPB), Netdev: "tap,ifname=vmr2,script=no,downscript=no"})
+
+	t.Run("guests serve HTTP to the router", func(t *testing.T) {
+		for _, g := range []struct {
+			g  *testbed.Guest
+			ip string
+		}{{ga, routedIPA}, {gb, routedIPB}} {
+			if err := g.g.WaitReady(90 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			body, err := lan.Router.Fetch("http://" + g.ip + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "mac=" + g.g.MAC; !strings.Contains(body, want) {
+				t.Errorf("page from %s = %q, want it to name %s", g.ip, body, want)
+			}
+		}
+		out := lan.Router.MustExec(t, "ip", "neigh", "show", routedIPA, "dev", testbed.RouterIf)
+		if !strings.Contains(out, "lladdr "+hvMAC) {
+			t.Errorf("router's neighbour entry for %s = %q, want the hypervisor's MAC %s", routedIPA, out, hvMAC)
+		}
+		if out := lan.HV.MustExec(t, "ip", "neigh", "show", "proxy"); !strings.Contains(out, routedIPA+" dev br0") || strings.Contains(out, routedIPB) {
+			t.Errorf("proxy entries = %q, want %s on br0 and none for the routed subnet's %s", out, routedIPA, routedIPB)
+		}
+		if err := lan.HV.Ping(lan.RouterIPv4.Addr().String()); err != nil {
+			t.Errorf("the hypervisor lost its own connectivity: %v", err)
+		}
+		if body, err := lan.Router.Fetch("http://" + mustLeaseIP(t, lan, virtualMAC) + "/"); err != nil || !strings.Contains(body, virtualMAC) {
+			t.Errorf("the bridged VM beside them: %q, %v", body, err)
+		}
+	})
+
+	t.Run("a routed VM sending from an address not its own reaches nothing", func(t *testing.T) {
+		p.tapAdd(t, "vmr3", "--routed", "--ips", "198.51.100.3")
+		vm := p.openTAP(t, "vmr3")
+		gw := mustMAC(t, linkMAC(t, lan.HV, "vmr3"))
+		src := mustMAC(t, "02:00:00:00:0a:03")
+		router := lan.RouterIPv4.Addr()
+		own := frames.UDP4ProbeTo("own address", gw, src, netip.MustParseAddr("198.51.100.3"), router, 4000, 9)
+		probes := []polProbe{
+			{frames.UDP4ProbeTo("foreign address", gw, src, netip.MustParseAddr("198.51.100.4"), router, 4000, 9), false},
+			{frames.UDP4ProbeTo("another VM's address", gw, src, netip.MustParseAddr(routedIPB), router, 4000, 9), false},
+			{frames.UDP4ProbeTo("the bridged VM's subnet", gw, src, netip.MustParseAddr("192.0.2.150"), router, 4000, 9), false},
+		}
+		polDeliver(t, vm, own, probes, []string{"the router"}, p.router)
+		p.mustRun(t, nil, "tapbridge", "tap", "del", "vmr3", "--config", p.conf)
+	})
+
+	t.Run("an unregistered MAC gets nothing out of the uplink", func(t *testing.T) {
+		p.tapAdd(t, "vmu")
+		vm := p.openTAP(t, "vmu")
+		host := frames.OpenPacket(t, lan.HV.Path, "br0")
+		mac := mustMAC(t, "02:00:00:00:0a:99")
+		marker := frames.DHCPDiscoverProbe("marker", mac, 0x1001)
+		probes := []polProbe{{frames.DHCPDiscoverProbe("DHCP discover", mac, 0x1002), false}}
+		// The marker reaches the host through the bridge; nothing reaches the router.
+		got := frames.Deliver(t, vm, marker, []frames.Probe{probes[0].Probe}, host, p.router)
+		if got[1]["DHCP discover"] || got[1]["marker"] {
+			t.Errorf("a frame from the unregistered MAC %s reached the router", mac)
+		}
+		p.mustRun(t, nil, "tapbridge", "tap", "del", "vmu", "--config", p.conf)
+	})
+
+	t.Run("CNI routed, host and netns modes, static IPAM", func(t *testing.T) {
+		b := newCNIBed(t, lan.HV)
+		b.runDir = p.runDir
+		for i, mode := range []string{"host", "netns"} {
+			ip := fmt.Sprintf("198.51.100.%d", 5+i)
+			list := confList(t, "1.0.0", "routed-"+mode, tbPlugin(map[string]any{"routed": true, "uplink": "eth0", "mode": mode, "ipam": staticIPAM(ip + "/24")}))
+			sandbox := testbed.NewNetNS(t)
+			rt := &libcni.RuntimeConf{ContainerID: "routed-" + mode, NetNS: sandbox.Path, IfName: "eth0"}
+			res := b.mustAdd(t, list, rt)
+			if len(res.IPs) != 1 || res.IPs[0].Address.String() != ip+"/32" || res.IPs[0].Gateway.String() != "169.254.0.1" {
+				t.Fatalf("%s mode: result IPs = %v, want %s/32 gateway 169.254.0.1", mode, res.IPs, ip)
+			}
+			var routes []string
+			for _, r := range res.Routes {
+				routes = append(routes, fmt.Sprintf("%s via %v", r.Dst.String(), r.GW))
+			}
+			if diff := cmp.Diff([]string{"169.254.0.1/32 via <nil>", "0.0.0.0/0 via 169.254.0.1"}, routes); diff != "" {
+				t.Errorf("%s mode: result routes (-want +got):\n%s", mode, diff)
+			}
+			if err := b.check(list, rt); err != nil {
+				t.Errorf("%s mode: CHECK: %v", mode, err)
+			}
+			// The guest's NIC: the TAP, in the host or the sandbox.
+			port, where := hostTAPName(rt.ContainerID, "eth0"), lan.HV
+			if mode == "netns" {
+				port, where = hostPortName(rt.ContainerID, "eth0"), sandbox
+			}
+			tapName := port
+			if mode == "netns" {
+				tapName = "eth0"
+			}
+			vm := frames.OpenTAP(t, where.Path, tapName)
+			gw := mustMAC(t, linkMAC(t, lan.HV, port))
+			src := mustMAC(t, "02:00:00:00:0a:05")
+			own := frames.UDP4ProbeTo("own address", gw, src, netip.MustParseAddr(ip), lan.RouterIPv4.Addr(), 4000, 9)
+			polDeliver(t, vm, own, []polProbe{{frames.UDP4ProbeTo("foreign address", gw, src, netip.MustParseAddr("198.51.100.4"), lan.RouterIPv4.Addr(), 4000, 9), false}}, []string{"the router"}, p.router)
+			vm.Close()
+			if err := b.del(list, rt); err != nil {
+				t.Fatalf("%s mode: DEL: %v", mode, err)
+			}
+			if out := lan.HV.MustExec(t, "ip", "route", "show", ip); strings.TrimSpace(out) != "" {
+				t.Errorf("%s mode: route left after DEL: %q", mode, out)
+			}
+		}
+	})
+
+	if err := ga.Stop(); err != nil { // QEMU runs qemu-ifdown
+		t.Error(err)
+	}
+	if err := gb.Stop(); err != nil {
+		t.Error(err)
+	}
+	p.mustRun(t, nil, "tapbridge", "tap", "del", "vmr2", "--config", p.conf)
+	if diff := cmp.Diff(before, hostDumps(t, lan.HV)); diff != "" {
+		t.Errorf("the hypervisor after detaching the routed VMs (-before +after):\n%s", diff)
+	}
+	if err := lan.HV.Ping(lan.RouterIPv4.Addr().String()); err != nil {
+		t.Errorf("the hypervisor lost its own connectivity: %v", err)
+	}
+	if n := providerDrops(t, lan); n != "0" {
+		t.Errorf("the provider dropped %s frames from unknown MACs; want 0", n)
+	}
+}
+
+func mustMAC(t *testing.T, s string) net.HardwareAddr {
+	t.Helper()
+	m, err := net.ParseMAC(strings.TrimSpace(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func mustLeaseIP(t *testing.T, lan *testbed.LAN, mac string) string {
+	t.Helper()
+	l, err := lan.WaitLease(mac, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.IP.String()
+}
