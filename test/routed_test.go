@@ -170,6 +170,7 @@ func TestRouted(t *testing.T) {
 			{frames.UDP4ProbeTo("the bridged VM's subnet", gw, src, netip.MustParseAddr("192.0.2.150"), router, 4000, 9), false},
 		}
 		polDeliver(t, vm, own, probes, []string{"the router"}, p.router)
+		vm.Close()
 		p.mustRun(t, nil, "tapbridge", "tap", "del", "vmr3", "--config", p.conf)
 	})
 
@@ -185,6 +186,7 @@ func TestRouted(t *testing.T) {
 		if got[1]["DHCP discover"] || got[1]["marker"] {
 			t.Errorf("a frame from the unregistered MAC %s reached the router", mac)
 		}
+		vm.Close()
 		p.mustRun(t, nil, "tapbridge", "tap", "del", "vmu", "--config", p.conf)
 	})
 
