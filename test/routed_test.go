@@ -174,6 +174,52 @@ func TestRouted(t *testing.T) {
 		p.mustRun(t, nil, "tapbridge", "tap", "del", "vmr3", "--config", p.conf)
 	})
 
+	t.Run("isolated routed VMs reach no other VM", func(t *testing.T) {
+		ports := []struct{ name, ip, mac string }{
+			{"vmr3", "198.51.100.3", "02:00:00:00:0b:03"}, // isolated
+			{"vmr4", "198.51.100.4", "02:00:00:00:0b:04"},
+			{"vmr5", "198.51.100.5", "02:00:00:00:0b:05"},
+		}
+		taps := map[string]*frames.TAP{}
+		gws := map[string]net.HardwareAddr{}
+		for i, pt := range ports {
+			flags := []string{"--routed", "--ips", pt.ip}
+			if i == 0 {
+				flags = append(flags, "--isolated")
+			}
+			p.tapAdd(t, pt.name, flags...)
+			taps[pt.name] = p.openTAP(t, pt.name)
+			gws[pt.name] = mustMAC(t, linkMAC(t, lan.HV, pt.name))
+			// The frame TAPs answer no ARP: the host learns the guests' MACs here.
+			lan.HV.MustExec(t, "ip", "neigh", "replace", pt.ip, "lladdr", pt.mac, "dev", pt.name)
+		}
+		router := lan.RouterIPv4.Addr()
+		probe := func(name, from string, dst netip.Addr) frames.Probe {
+			var src netip.Addr
+			var mac string
+			for _, pt := range ports {
+				if pt.name == from {
+					src, mac = netip.MustParseAddr(pt.ip), pt.mac
+				}
+			}
+			return frames.UDP4ProbeTo(name, gws[from], mustMAC(t, mac), src, dst, 4000, 9)
+		}
+		ip := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+		// vmr4 -> vmr5: routed VM to routed VM works (the control); vmr4 ->
+		// vmr3 (isolated) does not.
+		polDeliver(t, taps["vmr4"], probe("marker", "vmr4", ip("198.51.100.5")),
+			[]polProbe{{probe("to the isolated VM", "vmr4", ip("198.51.100.3")), false}},
+			[]string{"vmr5", "vmr3"}, taps["vmr5"], taps["vmr3"])
+		// vmr3 (isolated) reaches the router, not vmr4.
+		polDeliver(t, taps["vmr3"], probe("marker", "vmr3", router),
+			[]polProbe{{probe("from the isolated VM", "vmr3", ip("198.51.100.4")), false}},
+			[]string{"the router", "vmr4"}, p.router, taps["vmr4"])
+		for _, pt := range ports {
+			taps[pt.name].Close()
+			p.mustRun(t, nil, "tapbridge", "tap", "del", pt.name, "--config", p.conf)
+		}
+	})
+
 	t.Run("an unregistered MAC gets nothing out of the uplink", func(t *testing.T) {
 		p.tapAdd(t, "vmu")
 		vm := p.openTAP(t, "vmu")
