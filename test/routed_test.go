@@ -317,3 +317,69 @@ func mustLeaseIP(t *testing.T, lan *testbed.LAN, mac string) string {
 	}
 	return l.IP.String()
 }
+
+// TestRoutedRefusals: a routed attach without the VM's addresses, or with
+// an address of the host, is refused by every front end with one line,
+// and the hypervisor is left exactly as it was.
+func TestRoutedRefusals(t *testing.T) {
+	p := newPolicyLAN(t, testbed.LANOptions{}, "")
+	hv := p.lan.HV
+	dumps := func() string {
+		var b strings.Builder
+		for _, args := range [][]string{
+			{"ip", "-o", "link"}, {"ip", "-o", "addr"}, {"ip", "route", "show", "table", "all"}, {"ip", "-6", "route", "show", "table", "all"},
+			{"ip", "neigh", "show", "proxy"}, {"ip", "-6", "neigh", "show", "proxy"}, {"ip", "rule"}, {"nft", "list", "ruleset"},
+			{"cat", "/proc/sys/net/ipv4/conf/eth0/forwarding", "/proc/sys/net/ipv6/conf/all/forwarding"},
+		} {
+			b.WriteString(hv.MustExec(t, args[0], args[1:]...))
+		}
+		return b.String()
+	}
+	vm := p.newTAP(t) // as QEMU makes it before it runs qemu-ifup
+	before := dumps()
+	for _, tc := range []struct {
+		name string
+		run  func() (string, error)
+		want string
+	}{
+		{"qemu-ifup without TAPBRIDGE_IPS", func() (string, error) {
+			return p.run([]string{"TAPBRIDGE_CONF=" + p.conf, "TAPBRIDGE_ROUTED=1"}, nil, "qemu-ifup", vm.Name())
+		}, `qemu-ifup: cannot attach TAP "` + vm.Name() + `" routed: port "` + vm.Name() + `": config: "ips": routed mode needs the VM's addresses`},
+		{"tap add --routed without --ips", func() (string, error) {
+			return p.run(nil, nil, "tapbridge", "tap", "add", "vmx", "--config", p.conf, "--routed")
+		}, `config: "ips": routed mode needs the VM's addresses`},
+		{"tap add --routed with the host's address", func() (string, error) {
+			return p.run(nil, nil, "tapbridge", "tap", "add", "vmx", "--config", p.conf, "--routed", "--ips", "192.0.2.10")
+		}, `address 192.0.2.10: address in use: it is an address of the host`},
+		{"CNI routed without IPAM", func() (string, error) {
+			b := newCNIBed(t, hv)
+			b.runDir = p.runDir
+			conf := confListJSON(t, "1.0.0", "routed", tbPlugin(map[string]any{"routed": true, "uplink": "eth0", "mode": "host"}))
+			l, err := libcni.ConfListFromBytes(conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = b.add(l, &libcni.RuntimeConf{ContainerID: "noaddr", NetNS: testbed.NewNetNS(t).Path, IfName: "eth0"})
+			if err == nil {
+				return "", nil
+			}
+			if code := errCode(err); code != 7 {
+				t.Errorf("CNI error code %d, want 7 (invalid configuration): %v", code, err)
+			}
+			return err.Error(), err
+		}, `config: "ips": routed mode needs the VM's addresses`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := tc.run()
+			if err == nil {
+				t.Fatalf("succeeded: %s", out)
+			}
+			if out = strings.TrimSpace(out); !strings.Contains(out, tc.want) || strings.Contains(out, "\n") {
+				t.Errorf("output %q, want one line containing %q", out, tc.want)
+			}
+			if diff := cmp.Diff(before, dumps()); diff != "" {
+				t.Errorf("the hypervisor changed (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
