@@ -505,8 +505,13 @@ func Prune() ([]string, error) {
 		if err != nil || r == nil {
 			continue
 		}
-		if l, err := netlinksafe.LinkByName(n); err == nil && l.Attrs().Index == r.Index {
-			continue
+		l, err := netlinksafe.LinkByName(n)
+		var nf netlink.LinkNotFoundError
+		switch {
+		case err == nil && l.Attrs().Index == r.Index:
+			continue // still there
+		case err != nil && !errors.As(err, &nf):
+			return pruned, fmt.Errorf("looking for routed port %q: %w", n, err)
 		}
 		if err := detachLocked(r); err != nil {
 			return pruned, err

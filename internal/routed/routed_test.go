@@ -355,3 +355,37 @@ func TestAttachRefusesAndChangesNothing(t *testing.T) {
 	}
 }
 
+
+// TestPruneAfterTheTAPVanished: a QEMU killed without its down script
+// takes the TAP (and its routes) with it; Prune removes the rest: the
+// proxy entries on the uplink and the shared sysctls.
+func TestPruneAfterTheTAPVanished(t *testing.T) {
+	nstest.Run(t, func() {
+		uplinkNS(t, "tap0", "tap1")
+		before := snapshot(t, "tap0", "tap1")
+		for _, s := range []Spec{
+			{Port: "tap0", Uplink: "eth0", IPs: ips("192.0.2.60", "2001:db8::60")},
+			{Port: "tap1", Uplink: "eth0", IPs: ips("192.0.2.61")},
+		} {
+			if err := Attach(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tap.Delete("tap0"); err != nil {
+			t.Fatal(err)
+		}
+		pruned, err := Prune()
+		if err != nil || !cmp.Equal(pruned, []string{"tap0"}) {
+			t.Fatalf("Prune = %v, %v; want [tap0]", pruned, err)
+		}
+		if diff := cmp.Diff([]string{"192.0.2.61 dev eth0"}, proxies(t)); diff != "" {
+			t.Errorf("proxy entries after Prune (-want +got):\n%s", diff)
+		}
+		if _, err := Detach("tap1"); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(before, snapshot(t, "tap0", "tap1")); diff != "" {
+			t.Errorf("host state (-before +after):\n%s", diff)
+		}
+	})
+}
