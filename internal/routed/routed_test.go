@@ -355,7 +355,6 @@ func TestAttachRefusesAndChangesNothing(t *testing.T) {
 	}
 }
 
-
 // TestPruneAfterTheTAPVanished: a QEMU killed without its down script
 // takes the TAP (and its routes) with it; Prune removes the rest: the
 // proxy entries on the uplink and the shared sysctls.
