@@ -29,7 +29,9 @@ import (
 const (
 	virtualMAC = "02:00:00:00:0a:01" // the provider's virtual MAC for the bridged VM
 	routedIPA  = "192.0.2.60"        // on the link: proxy ARP on br0
+	routedIPA6 = "2001:db8::60"      // on the link: proxy NDP on br0
 	routedIPB  = "198.51.100.2"      // in the routed /29: no proxy entry
+	routedIPB6 = "2001:db8:1::2"     // in the routed 2001:db8:1::/64: no proxy entry
 )
 
 // providerRules is the router's side of the link: frames from any MAC
@@ -49,6 +51,7 @@ func providerRules(t *testing.T, lan *testbed.LAN, hvMAC string) {
 		t.Fatalf("router nft: %v: %s", err, out)
 	}
 	lan.Router.MustExec(t, "ip", "route", "add", "198.51.100.0/29", "via", testbed.HVIPv4.Addr().String())
+	lan.Router.MustExec(t, "ip", "-6", "route", "add", "2001:db8:1::/64", "via", testbed.HVIPv6.Addr().String())
 }
 
 // providerDrops is the router's drop counter.
@@ -96,7 +99,7 @@ func TestRouted(t *testing.T) {
 	if err := testbed.CheckGuest(); err != nil {
 		t.Skip(err)
 	}
-	p := newPolicyLAN(t, testbed.LANOptions{DHCP: true}, `"uplinkMACs": "strict"`)
+	p := newPolicyLAN(t, testbed.LANOptions{DHCP: true, IPv6: true}, `"uplinkMACs": "strict"`)
 	lan := p.lan
 	hvMAC := linkMAC(t, lan.HV, "eth0")
 	providerRules(t, lan, hvMAC)
@@ -119,18 +122,18 @@ func TestRouted(t *testing.T) {
 
 	// The routed guests: qemu-ifup with TAPBRIDGE_ROUTED, and tap add --routed.
 	ga := testbed.StartGuest(t, testbed.GuestOpts{
-		NetNS: lan.HV, Static: netip.MustParseAddr(routedIPA),
-		Env:    append(confEnv, "TAPBRIDGE_ROUTED=1", "TAPBRIDGE_IPS="+routedIPA),
+		NetNS: lan.HV, Static: []netip.Addr{netip.MustParseAddr(routedIPA), netip.MustParseAddr(routedIPA6)},
+		Env:    append(confEnv, "TAPBRIDGE_ROUTED=1", "TAPBRIDGE_IPS="+routedIPA+","+routedIPA6),
 		Netdev: fmt.Sprintf("tap,ifname=vmr1,script=%s,downscript=%s", bin("qemu-ifup"), bin("qemu-ifdown")),
 	})
-	p.tapAdd(t, "vmr2", "--routed", "--ips", routedIPB)
-	gb := testbed.StartGuest(t, testbed.GuestOpts{NetNS: lan.HV, Static: netip.MustParseAddr(routedIPB), Netdev: "tap,ifname=vmr2,script=no,downscript=no"})
+	p.tapAdd(t, "vmr2", "--routed", "--ips", routedIPB+","+routedIPB6)
+	gb := testbed.StartGuest(t, testbed.GuestOpts{NetNS: lan.HV, Static: []netip.Addr{netip.MustParseAddr(routedIPB), netip.MustParseAddr(routedIPB6)}, Netdev: "tap,ifname=vmr2,script=no,downscript=no"})
 
 	t.Run("guests serve HTTP to the router", func(t *testing.T) {
 		for _, g := range []struct {
 			g  *testbed.Guest
 			ip string
-		}{{ga, routedIPA}, {gb, routedIPB}} {
+		}{{ga, routedIPA}, {ga, "[" + routedIPA6 + "]"}, {gb, routedIPB}, {gb, "[" + routedIPB6 + "]"}} {
 			if err := g.g.WaitReady(90 * time.Second); err != nil {
 				t.Fatal(err)
 			}
@@ -146,8 +149,21 @@ func TestRouted(t *testing.T) {
 		if !strings.Contains(out, "lladdr "+hvMAC) {
 			t.Errorf("router's neighbour entry for %s = %q, want the hypervisor's MAC %s", routedIPA, out, hvMAC)
 		}
-		if out := lan.HV.MustExec(t, "ip", "neigh", "show", "proxy"); !strings.Contains(out, routedIPA+" dev br0") || strings.Contains(out, routedIPB) {
-			t.Errorf("proxy entries = %q, want %s on br0 and none for the routed subnet's %s", out, routedIPA, routedIPB)
+		out = lan.Router.MustExec(t, "ip", "-6", "neigh", "show", routedIPA6, "dev", testbed.RouterIf)
+		if !strings.Contains(out, "lladdr "+hvMAC) {
+			t.Errorf("router's neighbour entry for %s = %q, want the hypervisor's MAC %s", routedIPA6, out, hvMAC)
+		}
+		out = lan.HV.MustExec(t, "ip", "neigh", "show", "proxy") + lan.HV.MustExec(t, "ip", "-6", "neigh", "show", "proxy")
+		for _, want := range []string{routedIPA + " dev br0", routedIPA6 + " dev br0"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("proxy entries = %q, want %s", out, want)
+			}
+		}
+		if strings.Contains(out, routedIPB) || strings.Contains(out, routedIPB6) {
+			t.Errorf("proxy entries = %q, want none for the routed subnets' %s and %s", out, routedIPB, routedIPB6)
+		}
+		if got := strings.TrimSpace(lan.HV.MustExec(t, "cat", "/proc/sys/net/ipv6/conf/br0/accept_ra")); got != "2" {
+			t.Errorf("br0 accept_ra = %s with IPv6 forwarding on, want 2 (SLAAC kept)", got)
 		}
 		if err := lan.HV.Ping(lan.RouterIPv4.Addr().String()); err != nil {
 			t.Errorf("the hypervisor lost its own connectivity: %v", err)

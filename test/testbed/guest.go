@@ -51,12 +51,12 @@ type GuestOpts struct {
 	MemoryMB int
 	// Args are extra QEMU arguments, appended last.
 	Args []string
-	// Static, when valid, makes the guest configure this address itself
-	// instead of running DHCP, as a routed guest does: the address as /32
-	// (/128 for IPv6) and the default route via the on-link gateway
-	// 169.254.0.1 (fe80::1). The console then prints TB-STATIC instead of
-	// TB-LEASE; WaitReady works as before.
-	Static netip.Addr
+	// Static, when not empty, makes the guest configure these addresses
+	// itself instead of running DHCP, as a routed guest does: each as /32
+	// (/128 for IPv6, without duplicate address detection) and the default
+	// routes via the on-link gateways 169.254.0.1 and fe80::1. The console
+	// then prints TB-STATIC instead of TB-LEASE; WaitReady works as before.
+	Static []netip.Addr
 }
 
 // Guest is a running QEMU guest. It talks on its serial console, which the
@@ -195,10 +195,14 @@ func startGuest(t TB, opts GuestOpts) (*Guest, error) {
 
 // appendLine is the guest kernel's command line; tb.ip= tells /init to
 // configure a static address (see scripts.go).
-func appendLine(static netip.Addr) string {
+func appendLine(static []netip.Addr) string {
 	line := "console=ttyS0 quiet panic=-1"
-	if static.IsValid() {
-		line += " tb.ip=" + static.String()
+	var ips []string
+	for _, a := range static {
+		ips = append(ips, a.String())
+	}
+	if len(ips) > 0 {
+		line += " tb.ip=" + strings.Join(ips, ",")
 	}
 	return line
 }
