@@ -129,6 +129,7 @@ type Error struct {
 	Op     string // "attach" or "detach"
 	TAP    string // may be empty when the helper failed before creating it
 	Bridge string
+	Routed bool // attached routed ("routed"): no bridge
 	Err    error
 }
 
@@ -138,7 +139,7 @@ func (e *Error) Error() string {
 		tap = fmt.Sprintf("TAP %q", e.TAP)
 	}
 	switch {
-	case e.Op == "attach" && e.Bridge == "":
+	case e.Op == "attach" && e.Routed:
 		return fmt.Sprintf("cannot attach %s routed: %v", tap, e.Err)
 	case e.Op == "detach":
 		return fmt.Sprintf("cannot detach %s from bridge %q: %v", tap, e.Bridge, e.Err)
