@@ -213,34 +213,11 @@ func attach(r *record, port, up netlink.Link) error {
 	for _, ip := range s.IPs {
 		v4, v6 = v4 || ip.Is4(), v6 || ip.Is6()
 	}
-	// The filter first: the port never forwards without it.
-	r.Filtered = true
-	if err := r.save(); err != nil {
-		return err
-	}
-	if err := addElements(s); err != nil {
-		return fmt.Errorf("port %q: programming nftables: %w", s.Port, err)
-	}
-
-	mtu := s.MTU
-	if mtu == 0 {
-		mtu = up.Attrs().MTU
-	}
-	if port.Attrs().MTU != mtu {
-		if err := netlink.LinkSetMTU(port, mtu); err != nil {
-			return fmt.Errorf("setting MTU of %q to %d: %w", s.Port, mtu, err)
-		}
-	}
-
-	// Sysctls: the port's own, then the uplink's and the global ones.
-	sc, err := loadSysctls()
-	if err != nil {
-		return err
-	}
-	type want struct {
-		key, link, v string
-		only         func(string) bool
-	}
+	// Everything but the proxy entries is recorded before it is done: what
+	// Detach then finds missing it skips, and the rest is the port's own
+	// (its routes, its gateway addresses) or reference-counted (sysctls).
+	// Proxy entries are recorded once made: one that exists already is
+	// someone else's and is left alone.
 	conf := func(fam, link, name string) string { return "net/" + fam + "/conf/" + link + "/" + name }
 	var wants []want
 	if v6 {
@@ -257,60 +234,69 @@ func attach(r *record, port, up netlink.Link) error {
 		want{conf("ipv4", s.Port, "forwarding"), s.Port, "1", nil},
 		want{conf("ipv4", up.Attrs().Name, "forwarding"), up.Attrs().Name, "1", nil},
 	)
-	for _, w := range wants {
-		// Recorded before it is set, so a crash in between is undone too.
-		if !slices.Contains(r.Sysctls, w.key) {
-			r.Sysctls = append(r.Sysctls, w.key)
-			if err := r.save(); err != nil {
-				return err
-			}
-		}
-		ok, err := sc.acquire(s.Port, w.key, w.link, w.v, w.only)
-		if err != nil {
-			return fmt.Errorf("port %q: %w", s.Port, err)
-		}
-		if !ok {
-			r.Sysctls = slices.DeleteFunc(r.Sysctls, func(k string) bool { return k == w.key })
-		}
-	}
-
-	// The gateway on the port.
 	gws := []netlink.Addr{{IPNet: prefixNet(netip.PrefixFrom(GatewayIPv4, 32)), Scope: unix.RT_SCOPE_LINK}}
 	if v6 {
 		gws = append(gws, netlink.Addr{IPNet: prefixNet(netip.PrefixFrom(GatewayIPv6, 64)), Flags: unix.IFA_F_NODAD})
 	}
+	r.Filtered = true
+	for _, w := range wants {
+		if !slices.Contains(r.Sysctls, w.key) {
+			r.Sysctls = append(r.Sysctls, w.key)
+		}
+	}
 	for _, a := range gws {
-		key := a.IPNet.String()
-		if slices.Contains(r.Gateways, key) {
-			continue
+		if !slices.Contains(r.Gateways, a.IPNet.String()) {
+			r.Gateways = append(r.Gateways, a.IPNet.String())
 		}
-		r.Gateways = append(r.Gateways, key)
-		if err := r.save(); err != nil {
-			return err
+	}
+	r.Routes = slices.Clone(s.IPs)
+	if err := r.save(); err != nil {
+		return err
+	}
+
+	// The filter first: the port never forwards without it.
+	if err := addElements(s); err != nil {
+		return fmt.Errorf("port %q: programming nftables: %w", s.Port, err)
+	}
+	mtu := s.MTU
+	if mtu == 0 {
+		mtu = up.Attrs().MTU
+	}
+	if port.Attrs().MTU != mtu {
+		if err := netlink.LinkSetMTU(port, mtu); err != nil {
+			return fmt.Errorf("setting MTU of %q to %d: %w", s.Port, mtu, err)
 		}
+	}
+	sc, err := loadSysctls()
+	if err != nil {
+		return err
+	}
+	if _, err := sc.acquire(s.Port, wants); err != nil {
+		return fmt.Errorf("port %q: %w", s.Port, err)
+	}
+	for _, a := range gws {
 		if err := netlink.AddrAdd(port, &a); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("adding gateway address %s to %q: %w", key, s.Port, err)
+			return fmt.Errorf("adding gateway address %s to %q: %w", a.IPNet, s.Port, err)
 		}
 	}
 	if err := netlink.LinkSetUp(port); err != nil {
 		return fmt.Errorf("bringing %q up: %w", s.Port, err)
 	}
 
-	// A host route per address.
+	// A host route per address. One that exists is fine when it is the
+	// port's own (a re-run); another port's address is refused.
 	for _, ip := range s.IPs {
-		if slices.Contains(r.Routes, ip) {
-			continue
-		}
 		rt := hostRoute(ip, port.Attrs().Index)
-		if err := netlink.RouteAdd(rt); err != nil {
-			if errors.Is(err, unix.EEXIST) {
-				return fmt.Errorf("address %s: %w: %s", ip, ErrInUse, routeOwner(ip))
+		err := netlink.RouteAdd(rt)
+		if errors.Is(err, unix.EEXIST) {
+			if owner, idx := routeOwner(ip); idx != port.Attrs().Index {
+				r.Routes = slices.DeleteFunc(r.Routes, func(a netip.Addr) bool { return a == ip })
+				return fmt.Errorf("address %s: %w: %s", ip, ErrInUse, owner)
 			}
-			return fmt.Errorf("adding route %s dev %s: %w", rt.Dst, s.Port, err)
+			err = nil
 		}
-		r.Routes = append(r.Routes, ip)
-		if err := r.save(); err != nil {
-			return err
+		if err != nil {
+			return fmt.Errorf("adding route %s dev %s: %w", rt.Dst, s.Port, err)
 		}
 	}
 
@@ -338,8 +324,9 @@ func attach(r *record, port, up netlink.Link) error {
 	return nil
 }
 
-// routeOwner says where ip is routed already, for an error.
-func routeOwner(ip netip.Addr) string {
+// routeOwner says where ip is routed already, for an error, and the
+// ifindex of that interface (0 when unknown).
+func routeOwner(ip netip.Addr) (string, int) {
 	fam := netlink.FAMILY_V4
 	if ip.Is6() {
 		fam = netlink.FAMILY_V6
@@ -347,10 +334,10 @@ func routeOwner(ip netip.Addr) string {
 	rs, err := netlinksafe.RouteListFiltered(fam, &netlink.Route{Dst: prefixNet(netip.PrefixFrom(ip, ip.BitLen()))}, netlink.RT_FILTER_DST)
 	if err == nil && len(rs) > 0 {
 		if l, err := netlink.LinkByIndex(rs[0].LinkIndex); err == nil {
-			return fmt.Sprintf("it is routed to %q already", l.Attrs().Name)
+			return fmt.Sprintf("it is routed to %q already", l.Attrs().Name), rs[0].LinkIndex
 		}
 	}
-	return "a route to it exists already"
+	return "a route to it exists already", 0
 }
 
 func hostRoute(ip netip.Addr, index int) *netlink.Route {
@@ -458,12 +445,8 @@ func detachLocked(r *record) error {
 	r.Routes, r.Gateways = nil, nil
 	if sc, err := loadSysctls(); err != nil {
 		errs = append(errs, err)
-	} else {
-		for i := len(r.Sysctls) - 1; i >= 0; i-- {
-			if err := sc.release(r.Port, r.Sysctls[i]); err != nil {
-				errs = append(errs, err)
-			}
-		}
+	} else if err := sc.release(r.Port, r.Sysctls); err != nil {
+		errs = append(errs, err)
 	}
 	if r.Filtered {
 		last := true

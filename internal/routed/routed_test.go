@@ -388,3 +388,54 @@ func TestPruneAfterTheTAPVanished(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkAttach measures attaching and detaching one routed port beside
+// 0 or 300 others: the cost must not grow with the number of VMs. The
+// state directory is on tmpfs, as /run is on a real host (on a disk, the
+// fsync of each record write dominates).
+func BenchmarkAttach(b *testing.B) {
+	for _, existing := range []int{0, 300} {
+		b.Run(fmt.Sprintf("ports=%d", existing), func(b *testing.B) {
+			dir, err := os.MkdirTemp("/dev/shm", "tapbridge-bench-")
+			if err != nil {
+				b.Skip(err)
+			}
+			b.Cleanup(func() { os.RemoveAll(dir) })
+			nstest.Run(b, func() {
+				b.Setenv("TAPBRIDGE_RUN_DIR", dir) // over nstest.Run's, on disk
+				la := netlink.NewLinkAttrs()
+				la.Name = "eth0"
+				if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "provider"}); err != nil {
+					b.Fatal(err)
+				}
+				eth0, _ := netlinksafe.LinkByName("eth0")
+				if err := netlink.AddrAdd(eth0, &netlink.Addr{IPNet: prefixNet(netip.MustParsePrefix("192.0.2.10/24"))}); err != nil {
+					b.Fatal(err)
+				}
+				for i := 0; i < existing; i++ {
+					name := fmt.Sprintf("old%d", i)
+					if _, err := tap.Create(name, tap.DefaultOptions); err != nil {
+						b.Fatal(err)
+					}
+					ip := netip.AddrFrom4([4]byte{198, 51, byte(100 + i/250), byte(1 + i%250)})
+					if err := Attach(Spec{Port: name, Uplink: "eth0", IPs: []netip.Addr{ip}, DHCPGuard: true, RAGuard: true}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := tap.Create("new0", tap.DefaultOptions); err != nil {
+					b.Fatal(err)
+				}
+				s := Spec{Port: "new0", Uplink: "eth0", IPs: ips("192.0.2.60"), DHCPGuard: true, RAGuard: true}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := Attach(s); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := Detach("new0"); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}

@@ -76,61 +76,84 @@ func linkIndex(link string) int {
 	return l.Attrs().Index
 }
 
-// acquire makes user a holder of key with value v (of interface link, ""
-// for a global sysctl), setting it when it differs. only, when not nil,
-// says whether the value found is one to change: a sysctl it refuses is
-// not held. The record is written before the value is.
-func (s sysctls) acquire(user, key, link, v string, only func(cur string) bool) (bool, error) {
-	h := s[key]
-	if h != nil && h.Link != "" && h.Index != linkIndex(h.Link) {
-		delete(s, key) // the interface was made anew: the record is stale
-		h = nil
-	}
-	if h == nil {
-		cur, err := readSysctl(key)
-		if err != nil {
-			return false, err
-		}
-		if only != nil && !only(cur) {
-			return false, nil
-		}
-		h = &held{Orig: cur, Set: v, Link: link, Index: linkIndex(link)}
-		s[key] = h
-	}
-	if !slices.Contains(h.Users, user) {
-		h.Users = append(h.Users, user)
-	}
-	if err := s.save(); err != nil {
-		return false, err
-	}
-	if cur, err := readSysctl(key); err != nil || cur != h.Set {
-		if err := writeSysctl(key, h.Set); err != nil {
-			return false, err
-		}
-	}
-	return true, nil
+// want is a sysctl a port needs: key (a path under /proc/sys) set to v.
+// link is the interface it belongs to ("" for a global one); only, when
+// not nil, says whether the value found is one to change: a sysctl it
+// refuses is left alone and not held.
+type want struct {
+	key, link, v string
+	only         func(cur string) bool
 }
 
-// release drops user as a holder of key; the last holder puts back the
-// value found before, unless the interface is gone or was made anew, or
-// someone changed the value since.
-func (s sysctls) release(user, key string) error {
-	h := s[key]
-	if h == nil {
-		return nil
+// acquire makes user a holder of each of ws, in order, and returns the
+// keys it holds. The record is written once, before any value is.
+func (s sysctls) acquire(user string, ws []want) ([]string, error) {
+	var keys []string
+	for _, w := range ws {
+		h := s[w.key]
+		if h != nil && h.Link != "" && h.Index != linkIndex(h.Link) {
+			delete(s, w.key) // the interface was made anew: the record is stale
+			h = nil
+		}
+		if h == nil {
+			cur, err := readSysctl(w.key)
+			if err != nil {
+				return keys, err
+			}
+			if w.only != nil && !w.only(cur) {
+				continue
+			}
+			h = &held{Orig: cur, Set: w.v, Link: w.link, Index: linkIndex(w.link)}
+			s[w.key] = h
+		}
+		if !slices.Contains(h.Users, user) {
+			h.Users = append(h.Users, user)
+		}
+		keys = append(keys, w.key)
 	}
-	h.Users = slices.DeleteFunc(h.Users, func(u string) bool { return u == user })
-	if len(h.Users) > 0 {
-		return s.save()
+	if err := s.save(); err != nil {
+		return keys, err
 	}
-	delete(s, key)
-	if h.Orig != h.Set && (h.Link == "" || linkIndex(h.Link) == h.Index) {
-		if cur, err := readSysctl(key); err == nil && cur == h.Set {
-			if err := writeSysctl(key, h.Orig); err != nil {
-				s[key] = h // keep the record: a later release tries again
-				return err
+	for _, k := range keys {
+		if cur, err := readSysctl(k); err != nil || cur != s[k].Set {
+			if err := writeSysctl(k, s[k].Set); err != nil {
+				return keys, err
 			}
 		}
 	}
-	return s.save()
+	return keys, nil
+}
+
+// release drops user as a holder of keys, in reverse order; the last
+// holder of one puts back the value found before, unless the interface is
+// gone or was made anew, or someone changed the value since. The record
+// is written once, at the end; a value that cannot be put back stays in
+// it, for a later release to try again.
+func (s sysctls) release(user string, keys []string) error {
+	var errs []error
+	for i := len(keys) - 1; i >= 0; i-- {
+		key := keys[i]
+		h := s[key]
+		if h == nil {
+			continue
+		}
+		h.Users = slices.DeleteFunc(h.Users, func(u string) bool { return u == user })
+		if len(h.Users) > 0 {
+			continue
+		}
+		delete(s, key)
+		if h.Orig != h.Set && (h.Link == "" || linkIndex(h.Link) == h.Index) {
+			if cur, err := readSysctl(key); err == nil && cur == h.Set {
+				if err := writeSysctl(key, h.Orig); err != nil {
+					h.Users = []string{user}
+					s[key] = h
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	if err := s.save(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
