@@ -7,6 +7,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/qemuhook"
+	"github.com/tapbridge/tapbridge/internal/routed"
 )
 
 func tapCommand() command {
@@ -46,7 +47,7 @@ are on its link, and the guest uses its address /32 (/128) with the gateway
 		group := fs.String("group", "", "group (name or gid) allowed to open the TAP (tap add)")
 		multiQueue := fs.Bool("multi-queue", false, "create a multi-queue TAP (QEMU queues=N) (tap add)")
 		vnetHdr := fs.Bool("vnet-hdr", false, "create the TAP with IFF_VNET_HDR (QEMU vnet_hdr=on) (tap add)")
-		routed := fs.Bool("routed", false, "route the VM's addresses (--ips) to the TAP instead of bridging it (\"routed\") (tap add)")
+		routedFlag := fs.Bool("routed", false, "route the VM's addresses (--ips) to the TAP instead of bridging it (\"routed\") (tap add)")
 		uplink := fs.String("uplink", "", "the interface facing the provider (\"uplink\"; needed by --routed) (tap add)")
 		var pf policyFlags
 		pf.register(fs)
@@ -85,7 +86,7 @@ are on its link, and the guest uses its address /32 (/128) with the gateway
 			conf.VnetHdr = *vnetHdr
 		}
 		if fs.Changed("routed") {
-			conf.Routed = *routed
+			conf.Routed = *routedFlag
 		}
 		if fs.Changed("uplink") {
 			conf.Uplink = *uplink
@@ -94,11 +95,14 @@ are on its link, and the guest uses its address /32 (/128) with the gateway
 			return err
 		}
 		if verb == "del" {
+			wasRouted := routed.Is(name)
 			res, err := qemuhook.DeleteTAP(conf, name)
 			if err != nil {
 				return fmt.Errorf("tap del %q: %w", name, err)
 			}
-			if res.Changed {
+			if res.Changed && wasRouted {
+				fmt.Fprintf(out, "%s: routes, proxy entries and policy removed, deleted\n", name)
+			} else if res.Changed {
 				fmt.Fprintf(out, "%s: detached from %s and deleted\n", name, res.Bridge)
 			} else {
 				fmt.Fprintf(out, "%s: does not exist, nothing to do\n", name)
