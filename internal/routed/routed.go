@@ -129,7 +129,7 @@ func Attach(s Spec) error {
 	if err != nil {
 		return err
 	}
-	if old != nil && (old.Index != port.Attrs().Index || old.Uplink != up.Attrs().Name || !slices.Equal(old.IPs, s.IPs)) {
+	if old != nil && (old.Index != port.Attrs().Index || old.Uplink != up.Attrs().Name || !sameSpec(old.Spec, s)) {
 		// Attached before with other values, or another port of that
 		// name: start from nothing.
 		if err := detachLocked(old); err != nil {
@@ -152,6 +152,12 @@ func Attach(s Spec) error {
 		return err
 	}
 	return nil
+}
+
+// sameSpec reports whether a and b ask for the same attachment.
+func sameSpec(a, b Spec) bool {
+	return a.Port == b.Port && a.Uplink == b.Uplink && slices.Equal(a.IPs, b.IPs) && a.MTU == b.MTU &&
+		a.Isolated == b.Isolated && a.DHCPGuard == b.DHCPGuard && a.RAGuard == b.RAGuard
 }
 
 // check validates the port, the uplink and the addresses against the live

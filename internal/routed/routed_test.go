@@ -439,3 +439,35 @@ func BenchmarkAttach(b *testing.B) {
 		})
 	}
 }
+
+// TestReattachWithOtherValues: attaching a routed port again with other
+// addresses or policy replaces the old attachment, leaving nothing of it.
+func TestReattachWithOtherValues(t *testing.T) {
+	nstest.Run(t, func() {
+		uplinkNS(t, "tap0")
+		if err := Attach(Spec{Port: "tap0", Uplink: "eth0", IPs: ips("192.0.2.60"), Isolated: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := Attach(Spec{Port: "tap0", Uplink: "eth0", IPs: ips("192.0.2.61")}); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string{"192.0.2.61/32"}, routesVia(t, "tap0")); diff != "" {
+			t.Errorf("routes via tap0 (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"192.0.2.61 dev eth0"}, proxies(t)); diff != "" {
+			t.Errorf("proxy entries (-want +got):\n%s", diff)
+		}
+		c, _ := nftables.New()
+		tbl := &nftables.Table{Name: tableName, Family: nftables.TableFamilyINet}
+		set, err := c.GetSetByName(tbl, "isolated")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if els, _ := c.GetSetElements(set); len(els) != 0 {
+			t.Errorf("tap0 is still in the isolated set after a re-attach without isolation")
+		}
+		if _, err := Detach("tap0"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
