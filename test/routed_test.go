@@ -174,7 +174,7 @@ func TestRouted(t *testing.T) {
 	})
 
 	t.Run("a routed VM sending from an address not its own reaches nothing", func(t *testing.T) {
-		p.tapAdd(t, "vmr3", "--routed", "--ips", "198.51.100.3")
+		p.tapAdd(t, "vmr3", "--routed", "--ips", "198.51.100.3,2001:db8:1::3")
 		vm := p.openTAP(t, "vmr3")
 		gw := mustMAC(t, linkMAC(t, lan.HV, "vmr3"))
 		src := mustMAC(t, "02:00:00:00:0a:03")
@@ -186,6 +186,14 @@ func TestRouted(t *testing.T) {
 			{frames.UDP4ProbeTo("the bridged VM's subnet", gw, src, netip.MustParseAddr("192.0.2.150"), router, 4000, 9), false},
 		}
 		polDeliver(t, vm, own, probes, []string{"the router"}, p.router)
+		udp6 := func(name, from string) frames.Probe {
+			n := frames.NewNonce()
+			a := netip.MustParseAddr(from)
+			return frames.Probe{Name: name, Nonce: n, Frame: frames.Ether(gw, src, frames.EtherIPv6, frames.UDP(a, lan.RouterIPv6.Addr(), 4000, 9, n))}
+		}
+		polDeliver(t, vm, udp6("own IPv6 address", "2001:db8:1::3"),
+			[]polProbe{{udp6("foreign IPv6 address", "2001:db8:1::4"), false}, {udp6("another VM's IPv6 address", routedIPB6), false}},
+			[]string{"the router"}, p.router)
 		vm.Close()
 		p.mustRun(t, nil, "tapbridge", "tap", "del", "vmr3", "--config", p.conf)
 	})
