@@ -63,7 +63,7 @@ type entry struct {
 	Keep   []string `json:"keep,omitempty"` // host and listed MACs, never removed
 }
 
-func entryPath(port string) string { return state.Path("uplinkmacs", port+".json") }
+func entryPath(port string) string { return state.NetNSPath("uplinkmacs", port+".json") }
 
 // Allow makes sure frames leaving uplink are checked, and lets the host's
 // MAC (the uplink's, and its bridge's), the listed MACs and guest (when
@@ -177,7 +177,7 @@ func stillNeeded(e entry) bool {
 			return true
 		}
 	}
-	dir := state.Path("uplinkmacs")
+	dir := state.NetNSPath("uplinkmacs")
 	entries, _ := os.ReadDir(dir)
 	for _, de := range entries {
 		name, ok := strings.CutSuffix(de.Name(), ".json")

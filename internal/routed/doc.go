@@ -14,7 +14,8 @@
 // advertisements keep being accepted there.
 //
 // The sysctls a routed port needs are shared and reference-counted in a
-// record under the state directory: the last port to leave puts back what
+// record under the state directory (one directory per network namespace,
+// state.NetNSPath): the last port to leave puts back what
 // it found, and a value that was already set is never turned off. Every
 // change a port makes is written to its own record, so Detach removes
 // exactly that, nothing else, also after a crash or when the port is gone.

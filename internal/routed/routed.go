@@ -60,7 +60,7 @@ type record struct {
 	Spec     Spec         `json:"spec"`
 }
 
-func recordPath(port string) string { return state.Path("routed", "ports", port+".json") }
+func recordPath(port string) string { return state.NetNSPath("routed", "ports", port+".json") }
 
 func (r *record) save() error { return state.WriteJSON(recordPath(r.Port), r) }
 
@@ -81,7 +81,7 @@ func readRecord(port string) (*record, error) {
 
 // Ports returns the names of the ports that have a routed record.
 func Ports() ([]string, error) {
-	entries, err := os.ReadDir(state.Path("routed", "ports"))
+	entries, err := os.ReadDir(state.NetNSPath("routed", "ports"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

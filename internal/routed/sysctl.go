@@ -31,7 +31,7 @@ type held struct {
 // /proc/sys (e.g. "net/ipv4/conf/eth0/forwarding").
 type sysctls map[string]*held
 
-func sysctlPath() string { return state.Path("routed", "sysctls.json") }
+func sysctlPath() string { return state.NetNSPath("routed", "sysctls.json") }
 
 func loadSysctls() (sysctls, error) {
 	s := sysctls{}
