@@ -81,7 +81,8 @@ func TestCNIGC(t *testing.T) {
 	c1Port, c4TAP := hostPortName("c1", "eth0"), hostTAPName("c4", "eth0")
 	wantHV := []string{
 		"br0 bridge", "foreign-peer veth", "lo device",
-		"tb0123456789a veth", c1Port + " veth master=br0", c4TAP + " tuntap master=br0", "tbt0123456789 tuntap",
+		"tb0123456789a veth", c1Port + " veth master=br0", c4TAP + " tuntap", "tbt0123456789 tuntap",
+		frontPort(c4TAP) + " veth master=br0", frontPeer(c4TAP) + " veth",
 	}
 	sort.Strings(wantHV)
 	for _, c := range []struct {
@@ -97,7 +98,7 @@ func TestCNIGC(t *testing.T) {
 			t.Errorf("links in %s after GC (-want +got):\n%s", c.n, diff)
 		}
 	}
-	if diff := cmp.Diff([]string{c1Port, c4TAP}, portPolicies(t, b.hv)); diff != "" {
+	if diff := cmp.Diff([]string{c1Port, frontPort(c4TAP)}, portPolicies(t, b.hv)); diff != "" {
 		t.Errorf("port policies after GC (-want +got):\n%s", diff)
 	}
 	wantRecords := []string{"record cni/lan/c1:eth0", "record cni/other/c4:eth0"}
@@ -116,7 +117,7 @@ func TestCNIGC(t *testing.T) {
 	if _, err := b.cnitool(nil, "gc", "lan", sb1.Path); err != nil {
 		t.Fatal(err)
 	}
-	wantHV = []string{"br0 bridge", "foreign-peer veth", "lo device", "tb0123456789a veth", c4TAP + " tuntap master=br0", "tbt0123456789 tuntap"}
+	wantHV = []string{"br0 bridge", "foreign-peer veth", "lo device", "tb0123456789a veth", c4TAP + " tuntap", "tbt0123456789 tuntap", frontPort(c4TAP) + " veth master=br0", frontPeer(c4TAP) + " veth"}
 	sort.Strings(wantHV)
 	if diff := cmp.Diff(wantHV, cniLinks(t, b.hv)); diff != "" {
 		t.Errorf("links after cnitool gc (-want +got):\n%s", diff)

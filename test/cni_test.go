@@ -215,6 +215,16 @@ func hostPortName(cid, ifn string) string { return "tb" + nameDigest(cid, ifn)[:
 func hostTAPName(cid, ifn string) string  { return "tbt" + nameDigest(cid, ifn)[:10] }
 func peerName(cid, ifn string) string     { return "tbp" + nameDigest(cid, ifn)[:10] }
 
+// frontPort and frontPeer are the documented names of the front of a TAP
+// (the veth pair that stands for it on the bridge).
+func frontPort(tap string) string { return "tbv" + frontDigest(tap) }
+func frontPeer(tap string) string { return "tbw" + frontDigest(tap) }
+
+func frontDigest(tap string) string {
+	sum := sha256.Sum256([]byte("tapbridge-front\x00" + tap))
+	return hex.EncodeToString(sum[:5])
+}
+
 func nameDigest(cid, ifn string) string {
 	sum := sha256.Sum256([]byte(cid + "/" + ifn))
 	return hex.EncodeToString(sum[:])
@@ -473,12 +483,14 @@ func TestCNILibcni(t *testing.T) {
 					}
 					tapNS, tapName = sb, "eth0"
 				} else {
-					port := hostTAPName(cid, "eth0")
+					tapName = hostTAPName(cid, "eth0")
+					port := frontPort(tapName)
 					want = []*types100.Interface{
 						{Name: port, Mac: linkMAC(t, b.hv, port), Mtu: mtu},
+						{Name: tapName, Mac: linkMAC(t, b.hv, tapName), Mtu: mtu},
 						{Name: "eth0", Mac: guestMAC, Mtu: mtu},
 					}
-					tapNS, tapName = b.hv, port
+					tapNS = b.hv
 				}
 				if diff := cmp.Diff(want, got.Interfaces); diff != "" {
 					t.Errorf("result interfaces (-want +got):\n%s", diff)
@@ -500,7 +512,8 @@ func TestCNILibcni(t *testing.T) {
 					sb:   {"eth0 tuntap", "lo device", peerName(cid, "eth0") + " veth"},
 				}
 				if mode == "host" {
-					wantLinks[b.hv][2] = want[0].Name + " tuntap master=br0"
+					wantLinks[b.hv] = append(wantLinks[b.hv], frontPeer(want[1].Name)+" veth", want[1].Name+" tuntap")
+					sort.Strings(wantLinks[b.hv])
 					wantLinks[sb] = []string{"lo device"}
 				}
 				for n, w := range wantLinks {

@@ -187,6 +187,7 @@ func (p *policyLAN) policyOf(t *testing.T, port string) []string {
 // assertPolicy checks that port has its chain and map element.
 func (p *policyLAN) assertPolicy(t *testing.T, port string) {
 	t.Helper()
+	port = p.policyPort(t, port)
 	rs := p.ruleset(t)
 	if !strings.Contains(rs, "chain port-"+port+" {") || !regexp.MustCompile(`"`+regexp.QuoteMeta(port)+`" : jump port-`+regexp.QuoteMeta(port)+`\b`).MatchString(rs) {
 		t.Errorf("no chain and map element for %s in the ruleset:\n%s", port, rs)
@@ -196,9 +197,21 @@ func (p *policyLAN) assertPolicy(t *testing.T, port string) {
 // assertNoPolicy checks that nothing of port is left in the ruleset.
 func (p *policyLAN) assertNoPolicy(t *testing.T, port string) {
 	t.Helper()
-	if left := p.policyOf(t, port); len(left) > 0 {
-		t.Errorf("the ruleset still names %s: %q\n%s", port, left, p.ruleset(t))
+	for _, name := range []string{port, frontPort(port)} {
+		if left := p.policyOf(t, name); len(left) > 0 {
+			t.Errorf("the ruleset still names %s: %q\n%s", name, left, p.ruleset(t))
+		}
 	}
+}
+
+// policyPort is the bridge port, and so the policy's key, of a VM's TAP
+// (its front) or of a CNI veth's host end (itself).
+func (p *policyLAN) policyPort(t *testing.T, name string) string {
+	t.Helper()
+	if strings.Contains(p.lan.HV.MustExec(t, "ip", "-d", "-o", "link", "show", "dev", name), " tun type tap ") {
+		return frontPort(name)
+	}
+	return name
 }
 
 // links returns "name master" (or "name") for every link in the
@@ -347,7 +360,7 @@ func TestPolicyQEMUIfup(t *testing.T) {
 	p.mustRun(t, nil, "qemu-ifdown", vm.Name())
 	p.assertNoPolicy(t, vm.Name())
 	p.assertPolicy(t, other.Name())
-	want := []string{"br0", "eth0 master br0", "lo", other.Name() + " master br0", vm.Name()}
+	want := []string{"br0", "eth0 master br0", "lo", other.Name(), frontPort(other.Name()) + " master br0", frontPeer(other.Name()), vm.Name()}
 	sort.Strings(want)
 	if diff := cmp.Diff(want, p.links(t)); diff != "" {
 		t.Errorf("links after qemu-ifdown %s (-want +got):\n%s", vm.Name(), diff)
@@ -544,7 +557,7 @@ func TestPolicyVLANUnsupported(t *testing.T) {
 		t.Fatalf("qemu-ifup with TAPBRIDGE_VLAN=10 succeeded on a kernel without bridge VLAN filtering: %s", out)
 	}
 	polAssertOneLine(t, "qemu-ifup with TAPBRIDGE_VLAN=10", out, `"vlan"`)
-	if ports := p.bridgePorts(p.links(t)); polContains(ports, vm.Name()) {
+	if ports := p.bridgePorts(p.links(t)); polContains(ports, vm.Name()) || polContains(ports, frontPort(vm.Name())) {
 		t.Errorf("a refused qemu-ifup left %s on the bridge: %q", vm.Name(), ports)
 	}
 	p.assertNoPolicy(t, vm.Name())

@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/test/testbed"
 )
@@ -153,8 +155,10 @@ func (b *qemuBed) assertOnLAN(t *testing.T, g *testbed.Guest) netip.Addr {
 	return ip
 }
 
-// ports returns the names of br0's ports other than the uplink, and checks
-// that each has the bridge's MTU and a MAC whose first byte is 0xFE.
+// ports returns the TAPs that br0's ports other than the uplink stand for,
+// and checks that each port is a front (a TAP on the bridge itself would let
+// its QEMU change the MAC the bridge knows it by) with the bridge's MTU and
+// a MAC whose first byte is 0xFE.
 func (b *qemuBed) ports(t *testing.T) []string {
 	t.Helper()
 	out, err := b.lan.HV.Exec("ip", "-o", "link", "show", "master", "br0")
@@ -175,7 +179,23 @@ func (b *qemuBed) ports(t *testing.T) []string {
 		if name == "eth0" {
 			continue
 		}
-		names = append(names, name)
+		var info front.Info
+		err := b.lan.HV.Do(func() error {
+			l, err := netlink.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			var ok bool
+			if info, ok = front.Of(l); !ok {
+				return fmt.Errorf("port %s of br0 is not a front (alias %q)", name, l.Attrs().Alias)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		names = append(names, info.TAP)
 		if m := regexp.MustCompile(`mtu (\d+)`).FindStringSubmatch(line); m == nil || m[1] != strconv.Itoa(brMTU) {
 			t.Errorf("port %s: want MTU %d: %s", name, brMTU, line)
 		}
@@ -266,19 +286,21 @@ func TestQEMUBridgeHelper(t *testing.T) {
 	if err := g.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if p := b.ports(t); len(p) != 0 {
-		t.Errorf("after QEMU exited br0 still has %v", p)
-	}
-	// -netdev bridge runs no down script: `tapbridge gc` removes the policy
-	// of the vanished TAP, and nothing of it is left in the ruleset.
+	// -netdev bridge runs no down script: the front of the vanished TAP
+	// stays on br0, carrying nothing, until `tapbridge gc` (or the next
+	// helper run) removes it and its policy; nothing of it is left in the
+	// ruleset.
 	cmd := b.lan.HV.Command(bin("tapbridge"), "gc")
 	cmd.Env = append(os.Environ(), b.env()...)
 	gcOut, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(gcOut), ports[0]) {
 		t.Errorf("tapbridge gc: %v\n%s", err, gcOut)
 	}
-	if rs := b.lan.HV.MustExec(t, "nft", "list", "ruleset"); strings.Contains(rs, ports[0]) {
+	if rs := b.lan.HV.MustExec(t, "nft", "list", "ruleset"); strings.Contains(rs, ports[0]) || strings.Contains(rs, frontPort(ports[0])) {
 		t.Errorf("policy of %s left after gc:\n%s", ports[0], rs)
+	}
+	if p := b.ports(t); len(p) != 0 {
+		t.Errorf("after QEMU exited and gc ran, br0 still has %v", p)
 	}
 }
 
@@ -307,7 +329,7 @@ func TestQEMUPersistentTAP(t *testing.T) {
 		return string(out)
 	}
 	out := tb("tap", "add", "tap1", "--owner", "nobody", "--config", b.conf)
-	if !strings.Contains(out, "tap1: attached to bridge br0 (owner nobody=65534") {
+	if !strings.Contains(out, "tap1: attached to bridge br0 through port tbv1f2e225229 (owner nobody=65534") {
 		t.Errorf("tap add said %q", out)
 	}
 	if again := tb("tap", "add", "tap1", "--owner", "nobody", "--config", b.conf); !strings.Contains(again, "tap1: already on bridge br0") {
@@ -526,8 +548,9 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			// Real uid nobody; effective root, for the state directory.
-			want: map[string]string{"Uid": "65534 0 0 0", "CapBnd": netAdmin},
+			// Root as real and saved uid too, from before it takes a lock
+			// until it exits: its caller (nobody) cannot stop it.
+			want: map[string]string{"Uid": "0 0 0 0", "CapBnd": netAdmin},
 		},
 		{
 			name: "file capability",
@@ -557,7 +580,7 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 			}
 			b := &qemuBed{dir: dir, conf: filepath.Join(dir, "tapbridge.conf"), acl: filepath.Join(dir, "bridge.conf"),
 				runDir: filepath.Join(dir, "run"), helper: filepath.Join(dir, "tapbridge-bridge-helper")}
-			if err := os.MkdirAll(filepath.Join(b.runDir, "lock"), 0o755); err != nil {
+			if err := os.MkdirAll(filepath.Join(b.runDir, "lock", "bridge"), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			b.writeACL(t, "allow br0\n")
@@ -575,7 +598,7 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 
 			// The lock file as docs/qemu.md says to make it for the file
 			// capability: writable by the QEMU users' group.
-			lockPath := filepath.Join(b.runDir, "lock", "br0.lock")
+			lockPath := filepath.Join(b.runDir, "lock", "bridge", "br0.lock")
 			lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o660)
 			if err != nil {
 				t.Fatal(err)
@@ -666,6 +689,15 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 					t.Errorf("thread %s of the helper (-want +got):\n%s", task.Name(), diff)
 				}
 			}
+			// Its caller tries to stop it while it waits at (and would then
+			// hold) the bridge lock: only the file-capability install, which
+			// runs as the caller, can be stopped (docs/qemu.md).
+			stop := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "kill", "-STOP", fmt.Sprint(cmd.Process.Pid))
+			stopOut, stopErr := stop.CombinedOutput()
+			if stoppable := tt.name == "file capability"; (stopErr == nil) != stoppable {
+				t.Errorf("kill -STOP by the caller: %v %s; want stoppable %v", stopErr, stopOut, stoppable)
+			}
+			_ = cmd.Process.Signal(syscall.SIGCONT)
 			unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 			select {
 			case <-done:

@@ -12,10 +12,17 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/ifname"
 	"github.com/tapbridge/tapbridge/internal/mac"
+	"github.com/tapbridge/tapbridge/internal/nldump"
 )
 
 // ErrNotFound matches a link that does not exist.
 var ErrNotFound = errors.New("no such interface")
+
+// MaxPorts is how many ports the kernel lets a bridge have.
+const MaxPorts = 1023
+
+// ErrFull matches a bridge that has MaxPorts ports already.
+var ErrFull = errors.New("no free port number")
 
 // ErrNotBridge matches a name that exists but is not a bridge.
 var ErrNotBridge = errors.New("not a bridge")
@@ -120,9 +127,10 @@ func Delete(name string) error {
 
 // Ports returns the links enslaved to br.
 func Ports(br netlink.Link) ([]netlink.Link, error) {
-	links, err := netlinksafe.LinkList()
+	// A partial dump would report an empty bridge, which is then deleted.
+	links, err := nldump.LinkList()
 	if err != nil {
-		return nil, fmt.Errorf("listing links: %w", err)
+		return nil, err
 	}
 	var ports []netlink.Link
 	for _, l := range links {
@@ -134,7 +142,9 @@ func Ports(br netlink.Link) ([]netlink.Link, error) {
 }
 
 // Attach makes port a port of br: MTU set to the bridge's, MAC first byte
-// set to 0xFE (setMAC), enslaved, and up. It is idempotent. A port that
+// set to 0xFE (setMAC), and enslaved. It leaves the port's up state alone:
+// a port that is down forwards nothing, so the caller brings it up once its
+// policy is in place. It is idempotent. A port that
 // already has another master is refused before anything changes; if a later
 // step fails, the port is put back as it was.
 func Attach(port netlink.Link, br *netlink.Bridge, setMAC bool) (err error) {
@@ -159,12 +169,11 @@ func Attach(port netlink.Link, br *netlink.Bridge, setMAC bool) (err error) {
 	}
 	if a.MasterIndex != br.Attrs().Index {
 		if err := netlink.LinkSetMasterByIndex(port, br.Attrs().Index); err != nil {
+			if errors.Is(err, unix.EXFULL) {
+				// Port numbers are 10 bits and 0 is reserved (BR_MAX_PORTS).
+				return fmt.Errorf("attaching %q: bridge %q is full (%d ports): %w", a.Name, br.Attrs().Name, MaxPorts, ErrFull)
+			}
 			return fmt.Errorf("attaching %q to bridge %q: %w", a.Name, br.Attrs().Name, err)
-		}
-	}
-	if a.Flags&net.FlagUp == 0 {
-		if err := netlink.LinkSetUp(port); err != nil {
-			return fmt.Errorf("bringing %q up: %w", a.Name, err)
 		}
 	}
 	return nil

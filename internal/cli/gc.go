@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/tapbridge/tapbridge/internal/event"
 	"github.com/tapbridge/tapbridge/internal/vmport"
 )
 
@@ -32,6 +33,7 @@ Examples:
 			return fmt.Errorf("%w: gc takes no arguments, got %q", ErrUsage, strings.Join(fs.Args(), " "))
 		}
 		pruned, err := vmport.Prune()
+		logEvent(event.Event{Action: "gc", Detail: strings.Join(pruned, " ")}, len(pruned) > 0, err)
 		if err != nil {
 			return err
 		}
@@ -39,8 +41,16 @@ Examples:
 			fmt.Fprintln(out, "no stale port policies; nothing changed")
 			return nil
 		}
-		fmt.Fprintf(out, "removed the policies of %d vanished ports: %s\n", len(pruned), strings.Join(pruned, " "))
+		fmt.Fprintf(out, "removed the policies of %s: %s\n", plural(len(pruned), "vanished port"), strings.Join(pruned, " "))
 		return nil
 	}
 	return c
+}
+
+// plural is "1 vanished port", "2 vanished ports".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/event"
 	"github.com/tapbridge/tapbridge/internal/qemuhook"
 	"github.com/tapbridge/tapbridge/internal/routed"
 )
@@ -15,12 +16,13 @@ func tapCommand() command {
 		name:    "tap",
 		summary: "add or delete a persistent TAP on the bridge (for QEMU with script=no)",
 		usage:   "add|del NAME [flags]",
+		words:   []string{"add", "del"},
 		help: `'tap add' creates the persistent TAP NAME, owned by --owner/--group so that a
 QEMU running as that user can open it, and attaches it to the bridge exactly
-as qemu-ifup does (bridge and uplink ensured, the bridge's MTU, a MAC whose
-first byte is 0xFE, the port policy of the configuration, up). 'tap del'
-detaches it, removes its port policy and deletes it; it refuses a TAP a
-running QEMU holds. Both are idempotent; a TAP left by a crashed QEMU is
+as qemu-ifup does (bridge and uplink ensured, the bridge's MTU, a front
+port whose MAC only root can change, the port policy of the configuration,
+up). 'tap del' detaches it, removes its front and port policy and deletes
+it; it refuses a TAP a running QEMU holds. Both are idempotent; a TAP left by a crashed QEMU is
 reused. No 'ip' command is run.
 
 Examples:
@@ -47,8 +49,9 @@ are on its link, and the guest uses its address /32 (/128) with the gateway
 		group := fs.String("group", "", "group (name or gid) allowed to open the TAP (tap add)")
 		multiQueue := fs.Bool("multi-queue", false, "create a multi-queue TAP (QEMU queues=N) (tap add)")
 		vnetHdr := fs.Bool("vnet-hdr", false, "create the TAP with IFF_VNET_HDR (QEMU vnet_hdr=on) (tap add)")
+		uplink := fs.StringP("uplink", "u", "", "the physical NIC the bridge holds, or with --routed the interface facing the provider (\"uplink\") (tap add)")
+		uplinkVLANs := fs.IntSlice("uplink-vlans", nil, "VLANs the uplink carries tagged, comma-separated (\"uplinkVlans\"; needs --uplink) (tap add)")
 		routedFlag := fs.Bool("routed", false, "route the VM's addresses (--ips) to the TAP instead of bridging it (\"routed\") (tap add)")
-		uplink := fs.String("uplink", "", "the interface facing the provider (\"uplink\"; needed by --routed) (tap add)")
 		var pf policyFlags
 		pf.register(fs)
 		if err := parse(fs, args); err != nil {
@@ -63,7 +66,7 @@ are on its link, and the guest uses its address /32 (/128) with the gateway
 			return err
 		}
 		if verb == "del" {
-			for _, f := range []string{"owner", "group", "multi-queue", "vnet-hdr", "routed", "uplink"} {
+			for _, f := range []string{"owner", "group", "multi-queue", "vnet-hdr", "uplink", "uplink-vlans", "routed"} {
 				if fs.Changed(f) {
 					return fmt.Errorf("%w: --%s is for 'tap add'", ErrUsage, f)
 				}
@@ -85,11 +88,14 @@ are on its link, and the guest uses its address /32 (/128) with the gateway
 		if fs.Changed("vnet-hdr") {
 			conf.VnetHdr = *vnetHdr
 		}
-		if fs.Changed("routed") {
-			conf.Routed = *routedFlag
-		}
 		if fs.Changed("uplink") {
 			conf.Uplink = *uplink
+		}
+		if fs.Changed("uplink-vlans") {
+			conf.UplinkVLANs = *uplinkVLANs
+		}
+		if fs.Changed("routed") {
+			conf.Routed = *routedFlag
 		}
 		if err := conf.Validate(); err != nil {
 			return err
@@ -97,6 +103,7 @@ are on its link, and the guest uses its address /32 (/128) with the gateway
 		if verb == "del" {
 			wasRouted := routed.Is(name)
 			res, err := qemuhook.DeleteTAP(conf, name)
+			logEvent(event.Event{Action: "tap-del", Bridge: res.Bridge, Port: name}, res.Changed, err)
 			if err != nil {
 				return fmt.Errorf("tap del %q: %w", name, err)
 			}
@@ -110,6 +117,7 @@ are on its link, and the guest uses its address /32 (/128) with the gateway
 			return nil
 		}
 		res, err := qemuhook.AddTAP(conf, name)
+		logEvent(event.Event{Action: "tap-add", Bridge: conf.Bridge, Port: name, MAC: conf.MAC}, res.Changed, err)
 		if err != nil {
 			return fmt.Errorf("tap add %q on bridge %q: %w", name, conf.Bridge, err)
 		}
@@ -118,12 +126,12 @@ are on its link, and the guest uses its address /32 (/128) with the gateway
 			state = "already on"
 		}
 		if conf.Routed {
-			fmt.Fprintf(out, "%s: routed via %s (owner %s, group %s, MTU %d); guest: its address /32 (/128), gateway 169.254.0.1 (fe80::1) on-link; QEMU: -netdev tap,id=n0,ifname=%s,script=no,downscript=no\n",
-				name, conf.Uplink, idName(conf.Owner), idName(conf.Group), res.MTU, name)
+			fmt.Fprintf(out, "%s: routed via %s through port %s (owner %s, group %s, MTU %d); guest: its address /32 (/128), gateway 169.254.0.1 (fe80::1) on-link; QEMU: -netdev tap,id=n0,ifname=%s,script=no,downscript=no\n",
+				name, conf.Uplink, res.Port, idName(conf.Owner), idName(conf.Group), res.MTU, name)
 			return nil
 		}
-		fmt.Fprintf(out, "%s: %s bridge %s (owner %s, group %s, MTU %d, MAC %s); QEMU: -netdev tap,id=n0,ifname=%s,script=no,downscript=no\n",
-			name, state, res.Bridge, idName(conf.Owner), idName(conf.Group), res.MTU, res.MAC, name)
+		fmt.Fprintf(out, "%s: %s bridge %s through port %s (owner %s, group %s, MTU %d, port MAC %s); QEMU: -netdev tap,id=n0,ifname=%s,script=no,downscript=no\n",
+			name, state, res.Bridge, res.Port, idName(conf.Owner), idName(conf.Group), res.MTU, res.MAC, name)
 		return nil
 	}
 	return c

@@ -16,6 +16,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/failpoint"
+	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/mac"
 	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/tap"
@@ -182,7 +183,11 @@ func add(c *config.Conf, args *skel.CmdArgs, rec *record, sandbox ns.NetNS, gm n
 	}
 	mtu = hostPort.Attrs().MTU
 	if c.Mode == config.ModeHost {
+		// The TAP joins the bridge through its front (package front).
 		tapLink = hostPort
+		if hostPort, err = bridge.Link(vmport.BridgePort(rec.TAP)); err != nil {
+			return nil, asCNI(err, ErrLink)
+		}
 	} else {
 		made := false
 		err := sandbox.Do(func(ns.NetNS) error {
@@ -273,12 +278,12 @@ func setupSandbox(c *config.Conf, rec *record, mtu int) (t netlink.Link, made bo
 			return nil, true, fmt.Errorf("setting the device group of %q: %w", l.Attrs().Name, err)
 		}
 	}
-	disableIPv6(rec.Peer)
-	disableIPv6(rec.TAP)
-	if err := redirect(t, peer); err != nil {
+	front.DisableIPv6(rec.Peer)
+	front.DisableIPv6(rec.TAP)
+	if err := front.Redirect(t, peer); err != nil {
 		return nil, true, err
 	}
-	if err := redirect(peer, t); err != nil {
+	if err := front.Redirect(peer, t); err != nil {
 		return nil, true, err
 	}
 	for _, l := range []netlink.Link{peer, t} {
@@ -330,11 +335,13 @@ func result(c *config.Conf, args *skel.CmdArgs, rec *record, hostPort, tapLink n
 		}
 		r = prev
 	}
-	r.Interfaces = append(r.Interfaces, &types100.Interface{Name: rec.HostPort, Mac: hostPort.Attrs().HardwareAddr.String(), Mtu: mtu})
+	r.Interfaces = append(r.Interfaces, &types100.Interface{Name: hostPort.Attrs().Name, Mac: hostPort.Attrs().HardwareAddr.String(), Mtu: mtu})
 	guest := &types100.Interface{Name: args.IfName, Mac: gm.String(), Mtu: mtu}
 	if c.Mode == config.ModeNetns {
 		r.Interfaces = append(r.Interfaces, &types100.Interface{Name: rec.TAP, Mac: tapLink.Attrs().HardwareAddr.String(), Mtu: mtu, Sandbox: args.Netns})
 		guest.Sandbox = args.Netns
+	} else {
+		r.Interfaces = append(r.Interfaces, &types100.Interface{Name: rec.TAP, Mac: tapLink.Attrs().HardwareAddr.String(), Mtu: mtu})
 	}
 	r.Interfaces = append(r.Interfaces, guest)
 	if ipamRes != nil {

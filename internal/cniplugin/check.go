@@ -13,6 +13,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
 )
@@ -120,10 +121,10 @@ func checkLinks(c *config.Conf, rec *record, netnsPath string) error {
 		if err != nil {
 			return err
 		}
-		if err := checkRedirect(t, peer); err != nil {
+		if err := front.CheckRedirect(t, peer); err != nil {
 			return err
 		}
-		return checkRedirect(peer, t)
+		return front.CheckRedirect(peer, t)
 	})
 }
 

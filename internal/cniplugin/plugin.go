@@ -38,7 +38,7 @@ const (
 
 // Funcs are the plugin's verbs, for skel.
 func Funcs() skel.CNIFuncs {
-	return skel.CNIFuncs{Add: cmdAdd, Del: cmdDel, Check: cmdCheck, Status: cmdStatus, GC: cmdGC}
+	return skel.CNIFuncs{Add: logged("attach", cmdAdd), Del: logged("detach", cmdDel), Check: cmdCheck, Status: cmdStatus, GC: logged("gc", cmdGC)}
 }
 
 // Main runs the plugin: it reads CNI_* and the configuration on stdin,

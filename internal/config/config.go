@@ -74,11 +74,31 @@ type ID struct {
 	Name  string // as written, for messages
 }
 
+// MaxID is the largest uid or gid: ids are 32-bit, and (uid_t)-1,
+// 4294967295, means "no change" to the kernel.
+const MaxID = 1<<32 - 2
+
+// parseID parses a numeric uid or gid; ok is false when s is not a number.
+// A number the kernel would truncate (4294967296 becomes uid 0 at
+// TUNSETOWNER) is an error, never an id.
+func parseID(s string) (id int, ok bool, err error) {
+	if s == "" || strings.TrimLeft(s, "-0123456789") != "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > MaxID {
+		return 0, true, fmt.Errorf("%s is not a valid id (0 to %d)", s, MaxID)
+	}
+	return int(n), true, nil
+}
+
 // UnmarshalJSON accepts 1000, "1000" or "nobody".
 func (id *ID) UnmarshalJSON(b []byte) error {
-	var n int
-	if err := json.Unmarshal(b, &n); err == nil {
-		id.Value, id.Name = n, strconv.Itoa(n)
+	// A number is resolved by Validate, like a name, so that its error
+	// names the field.
+	var num json.Number
+	if err := json.Unmarshal(b, &num); err == nil {
+		id.Name, id.Value = num.String(), -1
 		return nil
 	}
 	var s string
@@ -99,8 +119,11 @@ func (id ID) MarshalJSON() ([]byte, error) {
 
 // ParseUser resolves s (a uid or a user name) to a uid.
 func ParseUser(s string) (int, error) {
-	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
-		return n, nil
+	if n, ok, err := parseID(s); ok || err != nil {
+		return n, err
+	}
+	if strings.ContainsAny(s, "0123456789.eE+-") && strings.Trim(s, "0123456789.eE+-") == "" {
+		return 0, fmt.Errorf("%s is not a valid id (0 to %d)", s, MaxID)
 	}
 	u, err := user.Lookup(s)
 	if err != nil {
@@ -111,8 +134,11 @@ func ParseUser(s string) (int, error) {
 
 // ParseGroup resolves s (a gid or a group name) to a gid.
 func ParseGroup(s string) (int, error) {
-	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
-		return n, nil
+	if n, ok, err := parseID(s); ok || err != nil {
+		return n, err
+	}
+	if strings.ContainsAny(s, "0123456789.eE+-") && strings.Trim(s, "0123456789.eE+-") == "" {
+		return 0, fmt.Errorf("%s is not a valid id (0 to %d)", s, MaxID)
 	}
 	g, err := user.LookupGroup(s)
 	if err != nil {
@@ -127,6 +153,9 @@ func Parse(data []byte) (*Conf, error) {
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	if err := dec.Decode(c); err != nil {
 		return nil, fmt.Errorf("config: %s", jsonError(err))
+	}
+	if err := checkKeys(data); err != nil {
+		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

@@ -61,6 +61,10 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{`{"uplinkVlans": [10]}`, `"uplinkVlans": needs "uplink"`},
 		{`{"probeTimeout": "soon"}`, `"probeTimeout"`},
 		{`{"bridge": `, `invalid JSON`},
+		{`{"owner": 4294967296}`, `"owner": 4294967296 is not a valid id`},
+		{`{"owner": "4294967295"}`, `"owner": 4294967295 is not a valid id`},
+		{`{"group": -1}`, `"group": -1 is not a valid id`},
+		{`{"owner": 1e3}`, `"owner": 1e3 is not a valid id`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
@@ -129,5 +133,41 @@ func TestApplyEnv(t *testing.T) {
 	env[EnvVLAN] = "ten"
 	if err := (&Conf{}).ApplyEnv(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), EnvVLAN) {
 		t.Fatalf("bad %s: %v", EnvVLAN, err)
+	}
+}
+
+func TestUnknownKeysNameTheNearestKnownKey(t *testing.T) {
+	tests := []struct{ conf, want string }{
+		{`{"macSpoofChek": true, "isolate": true}`, `config: "isolate": unknown key; did you mean "isolated"? (also "macSpoofChek": did you mean "macSpoofCheck"?)`},
+		{`{"MacSpoofCheck": true}`, `config: "MacSpoofCheck": unknown key; did you mean "macSpoofCheck"?`},
+		{`{"dhcp_guard": false}`, `config: "dhcp_guard": unknown key; did you mean "dhcpGuard"?`},
+		{`{"uplinkVlan": [10]}`, `config: "uplinkVlan": unknown key; did you mean "uplinkVlans"?`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.conf, func(t *testing.T) {
+			_, err := Parse([]byte(tt.conf))
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("Parse(%s) = %v\nwant %s", tt.conf, err, tt.want)
+			}
+		})
+	}
+	// The keys of CNI itself, and the spec's reserved prefix, are not ours
+	// to refuse.
+	ok := `{"cniVersion": "1.1.0", "name": "lan", "type": "tapbridge", "capabilities": {"mac": true},
+		"ipam": {"type": "static", "anything": 1}, "dns": {}, "args": {"cni": {}}, "runtimeConfig": {"mac": "52:54:00:00:00:02", "other": 1},
+		"prevResult": {"cniVersion": "1.1.0"}, "cni.dev/valid-attachments": []}`
+	if _, err := Parse([]byte(ok)); err != nil {
+		t.Fatalf("Parse(CNI keys) = %v", err)
+	}
+}
+
+func TestCheckEnv(t *testing.T) {
+	if err := CheckEnv([]string{"PATH=/bin", "TAPBRIDGE_MAC=52:54:00:00:00:01", "TAPBRIDGE_RUN_DIR=/tmp/x", "TAPBRIDGEX=1"}); err != nil {
+		t.Fatalf("CheckEnv(known) = %v", err)
+	}
+	err := CheckEnv([]string{"TAPBRIDGE_ISOLATE=1"})
+	want := `config: "TAPBRIDGE_ISOLATE": unknown variable; did you mean "TAPBRIDGE_ISOLATED"?`
+	if err == nil || err.Error() != want {
+		t.Fatalf("CheckEnv(TAPBRIDGE_ISOLATE) = %v, want %s", err, want)
 	}
 }

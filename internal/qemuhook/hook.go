@@ -50,6 +50,10 @@ func ModeOf(args []string) Mode {
 // ErrUsage marks a command-line mistake (exit status 2).
 var ErrUsage = errors.New("usage")
 
+// Usage is the --help of the QEMU front end; its man pages are made from
+// it too.
+const Usage = usageText
+
 const usageText = `Usage:
   qemu-ifup IFNAME                                   (QEMU -netdev tap,script=...)
   qemu-ifdown IFNAME                                 (QEMU -netdev tap,downscript=...)
@@ -78,7 +82,9 @@ func Main(args []string, stderr io.Writer) int {
 		// A setuid or file-capability install exists for the bridge helper
 		// only: run under another name by an ordinary user, the hooks would
 		// act with root's power on a user's environment and arguments.
-		fmt.Fprintf(stderr, "%s: refused: this binary runs with privileges the invoking user (uid %d) does not have, so it acts only as the bridge helper; install qemu-ifup/qemu-ifdown without the setuid bit or file capability\n", prog, unix.Getuid())
+		err := fmt.Errorf("%w: this binary runs with privileges the invoking user (uid %d) does not have, so it acts only as the bridge helper; install qemu-ifup/qemu-ifdown without the setuid bit or file capability", errElevated, unix.Getuid())
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+		logFailed(mode, rest, err)
 		return 1
 	}
 	switch mode {
@@ -100,6 +106,7 @@ func Main(args []string, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintf(stderr, "%s: %s\n", prog, oneLine(err.Error()))
+	logFailed(mode, rest, err)
 	if errors.Is(err, ErrUsage) {
 		return 2
 	}
@@ -163,6 +170,9 @@ type loaded struct {
 // loadConf reads TAPBRIDGE_CONF, else the default file if it exists, and
 // applies the per-VM environment when perVM is true. On failure it still
 // returns the best guess of the bridge, for the error line.
+// environ is the process environment; a variable so that tests can set it.
+var environ = os.Environ
+
 func loadConf(getenv func(string) string, perVM bool) (*loaded, string, error) {
 	path, optional := getenv(config.EnvConf), false
 	if path == "" {
@@ -178,6 +188,9 @@ func loadConf(getenv func(string) string, perVM bool) (*loaded, string, error) {
 		l.path = path
 	}
 	if perVM {
+		if err := config.CheckEnv(environ()); err != nil {
+			return nil, guess, err
+		}
 		if err := c.ApplyEnv(getenv); err != nil {
 			return nil, guess, err
 		}

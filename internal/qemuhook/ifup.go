@@ -51,6 +51,7 @@ func Ifup(name string, getenv func(string) string) error {
 	if err := vmport.Attach(c, port); err != nil {
 		return fail(err)
 	}
+	logDone("attach", c.Bridge, name, port.GuestMAC)
 	return nil
 }
 
@@ -73,11 +74,9 @@ func Ifdown(name string, getenv func(string) string) error {
 		if err := isTAP(link); err != nil {
 			return fail(err)
 		}
-		if m := link.Attrs().MasterIndex; m != 0 {
-			if master, err := netlink.LinkByIndex(m); err == nil {
-				br = master.Attrs().Name
-			}
-		}
+	}
+	if b := vmport.BridgeOf(name); b != "" {
+		br = b
 	}
 	c := &config.Conf{Bridge: br}
 	if err := c.Validate(); err != nil {
@@ -86,6 +85,7 @@ func Ifdown(name string, getenv func(string) string) error {
 	if err := vmport.Detach(c, name); err != nil {
 		return fail(err)
 	}
+	logDone("detach", br, name, nil)
 	return nil
 }
 

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/ifname"
@@ -17,9 +15,10 @@ import (
 type TAPResult struct {
 	Name    string
 	Bridge  string
-	Changed bool // false when the TAP was already as asked
-	MTU     int
-	MAC     string
+	Changed bool   // false when the TAP was already as asked
+	Port    string // the bridge port that stands for the TAP (its front)
+	MTU     int    // of the port and the TAP
+	MAC     string // of the port
 }
 
 // AddTAP makes the persistent TAP name (owner, group and flags from the
@@ -34,7 +33,7 @@ func AddTAP(c *config.Conf, name string) (TAPResult, error) {
 	}
 	opts := tap.Options{Owner: c.OwnerID(), Group: c.GroupID(), MultiQueue: c.MultiQueue, VnetHdr: c.VnetHdr}
 	existed, inUse := false, false
-	switch link, err := bridge.Link(name); {
+	switch _, err := bridge.Link(name); {
 	case errors.Is(err, bridge.ErrNotFound):
 		res.Changed = true
 	case err != nil:
@@ -49,7 +48,7 @@ func AddTAP(c *config.Conf, name string) (TAPResult, error) {
 			return res, err
 		}
 		want := tap.Info{Owner: opts.Owner, Group: opts.Group, Persistent: true, VnetHdr: opts.VnetHdr, MultiQueue: opts.MultiQueue}
-		res.Changed = info != want || link.Attrs().MasterIndex == 0
+		res.Changed = info != want || vmport.Check(c, name) != nil
 		// A TAP as asked that a QEMU holds is left alone (a re-run while
 		// the VM runs); one that differs is made anew by tap.Create, which
 		// refuses when it is in use.
@@ -74,7 +73,8 @@ func AddTAP(c *config.Conf, name string) (TAPResult, error) {
 		}
 		return res, err
 	}
-	if l, err := bridge.Link(name); err == nil {
+	res.Port = vmport.BridgePort(name)
+	if l, err := bridge.Link(res.Port); err == nil {
 		res.MTU, res.MAC = l.Attrs().MTU, l.Attrs().HardwareAddr.String()
 	}
 	return res, nil
@@ -104,10 +104,8 @@ func DeleteTAP(c *config.Conf, name string) (TAPResult, error) {
 		return res, fmt.Errorf("TAP %q: %w: stop the QEMU that holds it first", name, tap.ErrBusy)
 	}
 	on := *c
-	if m := link.Attrs().MasterIndex; m != 0 {
-		if master, err := netlink.LinkByIndex(m); err == nil {
-			on.Bridge, res.Bridge = master.Attrs().Name, master.Attrs().Name
-		}
+	if b := vmport.BridgeOf(name); b != "" {
+		on.Bridge, res.Bridge = b, b
 	}
 	if err := vmport.Detach(&on, name); err != nil {
 		return res, err

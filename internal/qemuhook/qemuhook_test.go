@@ -21,6 +21,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/tap"
+	"github.com/tapbridge/tapbridge/internal/vmport"
 )
 
 // env is a fake process environment.
@@ -79,10 +80,15 @@ func TestIfupIfdown(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ifup did not create br0: %v", err)
 		}
+		// tap0 stays off the bridge; its front is the port.
 		l, _ := bridge.Link("tap0")
+		if a := l.Attrs(); a.MasterIndex != 0 || a.MTU != 9000 {
+			t.Errorf("tap0 after ifup: master %d, MTU %d; want no master, MTU 9000", a.MasterIndex, a.MTU)
+		}
+		l, _ = bridge.Link(vmport.BridgePort("tap0"))
 		a := l.Attrs()
-		if a.MasterIndex != br.Attrs().Index || a.MTU != 9000 || a.HardwareAddr[0] != 0xFE || a.Flags&net.FlagUp == 0 {
-			t.Errorf("tap0 after ifup: master %d (br0 %d), MTU %d, MAC %s, flags %v", a.MasterIndex, br.Attrs().Index, a.MTU, a.HardwareAddr, a.Flags)
+		if !strings.HasPrefix(a.Name, "tbv") || a.MasterIndex != br.Attrs().Index || a.MTU != 9000 || a.HardwareAddr[0] != 0xFE || a.Flags&net.FlagUp == 0 {
+			t.Errorf("front of tap0 after ifup: %s master %d (br0 %d), MTU %d, MAC %s, flags %v", a.Name, a.MasterIndex, br.Attrs().Index, a.MTU, a.HardwareAddr, a.Flags)
 		}
 		if err := Ifup("tap0", e.get); err != nil {
 			t.Errorf("second ifup: %v", err)
@@ -435,9 +441,9 @@ func TestHelper(t *testing.T) {
 		if err != nil || info.Persistent || !info.VnetHdr {
 			t.Errorf("TAP %s: %+v, %v; want non-persistent with vnet_hdr", name, info, err)
 		}
-		l, _ := bridge.Link(name)
-		if a := l.Attrs(); a.MasterIndex != mustIndex(t, "br0") || a.MTU != 4000 || a.HardwareAddr[0] != 0xFE || a.Flags&net.FlagUp == 0 {
-			t.Errorf("TAP %s: master %d, MTU %d, MAC %s, flags %v", name, a.MasterIndex, a.MTU, a.HardwareAddr, a.Flags)
+		l, _ := bridge.Link(vmport.BridgePort(name))
+		if a := l.Attrs(); a.Name == name || a.MasterIndex != mustIndex(t, "br0") || a.MTU != 4000 || a.HardwareAddr[0] != 0xFE || a.Flags&net.FlagUp == 0 {
+			t.Errorf("port of TAP %s: %s master %d, MTU %d, MAC %s, flags %v", name, a.Name, a.MasterIndex, a.MTU, a.HardwareAddr, a.Flags)
 		}
 		// The descriptor QEMU received is the TAP: once it is closed (QEMU
 		// exits) the TAP is gone.

@@ -6,11 +6,12 @@ import (
 	"io/fs"
 	"net"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/nldump"
 )
 
 // Status is what `tapbridge status` reports about one bridge.
@@ -58,6 +59,14 @@ func GetStatus(br string) (*Status, error) {
 			Path  string `json:"path"`
 			Phase string `json:"phase"`
 		}{journalPath(br), j.Phase}
+		why, err := j.identity()
+		if err != nil {
+			return nil, err
+		}
+		if why != "" {
+			s.Problems = append(s.Problems, fmt.Sprintf("the journal does not describe this host: %s; the next 'tapbridge up' or attach sets it aside", why))
+			j = nil // nothing below compares against it
+		}
 	}
 	b, err := bridge.Get(br)
 	switch {
@@ -70,7 +79,7 @@ func GetStatus(br string) (*Status, error) {
 	default:
 		a := b.Attrs()
 		s.Exists, s.Up, s.MAC, s.MTU = true, a.Flags&net.FlagUp != 0, a.HardwareAddr.String(), a.MTU
-		addrs, err := netlinksafe.AddrList(b, netlink.FAMILY_ALL)
+		addrs, err := nldump.AddrList(b, netlink.FAMILY_ALL)
 		if err != nil {
 			return nil, fmt.Errorf("listing addresses of %q: %w", br, err)
 		}
@@ -84,6 +93,9 @@ func GetStatus(br string) (*Status, error) {
 		for _, p := range ports {
 			pa := p.Attrs()
 			s.Ports = append(s.Ports, Port{pa.Name, p.Type(), pa.HardwareAddr.String(), pa.MTU, pa.Flags&net.FlagUp != 0})
+			if msg := front.Problem(p); msg != "" {
+				s.Problems = append(s.Problems, msg)
+			}
 		}
 		if j != nil {
 			if j.Phase != phaseDone {
@@ -114,7 +126,7 @@ func (j *Journal) check() []string {
 	}
 	has := func(l netlink.Link) map[string]bool {
 		m := map[string]bool{}
-		addrs, _ := netlinksafe.AddrList(l, netlink.FAMILY_ALL)
+		addrs, _ := nldump.AddrList(l, netlink.FAMILY_ALL)
 		for _, a := range addrs {
 			m[a.IPNet.String()] = true
 		}
@@ -134,7 +146,7 @@ func (j *Journal) check() []string {
 		if err != nil {
 			continue
 		}
-		got, err := netlinksafe.RouteListFiltered(r.Family, n, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST|netlink.RT_FILTER_PRIORITY)
+		got, err := nldump.RouteListFiltered(r.Family, n, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST|netlink.RT_FILTER_PRIORITY)
 		if err != nil || len(got) == 0 {
 			problems = append(problems, fmt.Sprintf("route %s is not through %q", describe(r), j.Bridge))
 		}

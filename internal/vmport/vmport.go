@@ -10,6 +10,8 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/failpoint"
+	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/uplink"
 )
@@ -21,18 +23,13 @@ type Port struct {
 	GuestIPs []netip.Addr     // the guest's addresses, if known
 }
 
-// EnsureBridge makes the configured bridge exist and, when the config names
-// an uplink, hold it; with VLANs configured, it turns on VLAN filtering. If
-// that last step fails, what this call changed (a new bridge, a migrated
-// uplink) is undone. The caller must hold the bridge lock.
-func EnsureBridge(c *config.Conf) (*netlink.Bridge, error) {
-	br, _, err := ensureBridge(c)
-	return br, err
-}
-
-// ensureBridge is EnsureBridge that also returns how to undo what it
-// changed, for a caller whose next step fails; undo is never nil.
-func ensureBridge(c *config.Conf) (br *netlink.Bridge, undo func(), err error) {
+// ensureSegment makes the VM's LAN segment ready for a port: the bridge
+// exists, holds the configured uplink (migrating it, through package
+// uplink, when it does not yet), and filters VLANs when the configuration
+// names any. It returns how to undo what this call started, for a caller
+// whose next step fails; undo is never nil. The caller holds the bridge
+// lock.
+func ensureSegment(c *config.Conf) (br *netlink.Bridge, undo func(), err error) {
 	undo = func() {}
 	if c.Uplink != "" {
 		timeout, err := c.ProbeDuration()
@@ -43,8 +40,8 @@ func ensureBridge(c *config.Conf) (br *netlink.Bridge, undo func(), err error) {
 		if err != nil {
 			return nil, undo, err
 		}
-		if res.Changed {
-			undo = func() { _, _ = uplink.DownLocked(uplink.Options{Bridge: c.Bridge}) }
+		if res.Started { // not a resumed migration: that one is not ours to undo
+			undo = func() { _, _ = uplink.DownLocked(uplink.Options{Bridge: c.Bridge, Force: true}) }
 		}
 	}
 	br, created, err := bridge.Ensure(bridge.Spec{Name: c.Bridge, MTU: c.MTU})
@@ -68,7 +65,12 @@ func ensureBridge(c *config.Conf) (br *netlink.Bridge, undo func(), err error) {
 	return br, undo, err
 }
 
-// Attach puts p on the configured bridge, under the bridge lock.
+// Attach puts p on the configured bridge, under the bridge lock. A TAP
+// (the QEMU hooks, the helper, `tap add`, CNI host mode) joins through a
+// front (package front), so that its tenant cannot change the MAC the
+// bridge knows the port by; the host end of a veth (CNI netns mode) joins
+// itself. The port is enslaved while it is down, gets its policy, and only
+// then comes up: it never forwards a frame its policy has not seen.
 func Attach(c *config.Conf, p Port) error {
 	if c.Routed {
 		return attachRouted(c, p)
@@ -85,7 +87,7 @@ func Attach(c *config.Conf, p Port) error {
 	if err != nil {
 		return fmt.Errorf("port %q: %w", p.Name, err) // before anything changes
 	}
-	br, undoBridge, err := ensureBridge(c)
+	br, undoBridge, err := ensureSegment(c)
 	if err != nil {
 		return err
 	}
@@ -94,21 +96,47 @@ func Attach(c *config.Conf, p Port) error {
 		undoBridge()
 		return err
 	}
-	if err := bridge.Attach(link, br, true); err != nil {
-		undoBridge() // Attach rolled the port back itself
-		return err
+	undoFront := func() {}
+	if _, isTAP := link.(*netlink.Tuntap); isTAP {
+		var created bool
+		if link, created, err = front.Create(link, br.Attrs().MTU); err != nil {
+			undoBridge()
+			return fmt.Errorf("TAP %q: %w", p.Name, err)
+		}
+		if created {
+			undoFront = func() { _ = front.Delete(p.Name) }
+		}
 	}
-	if err := applyPolicy(c, p.Name, spec); err != nil {
-		_ = removePolicy(p.Name)
+	port := link.Attrs().Name
+	fail := func(err error) error {
+		_ = removePolicy(port)
 		bridge.Restore(link)
+		undoFront()
 		undoBridge()
 		return err
+	}
+	if err := bridge.Attach(link, br, true); err != nil {
+		return fail(err)
+	}
+	failpoint.Hit("attach:enslaved") // on the bridge, down, no policy yet
+	if err := applyPolicy(c, port, spec); err != nil {
+		return fail(err)
+	}
+	// The host has no business on a bridge port's own IP stack: an IPv6
+	// link-local address there would send DAD, router solicitations and
+	// MLD reports towards the guest.
+	front.DisableIPv6(port)
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		if err := netlink.LinkSetUp(link); err != nil {
+			return fail(fmt.Errorf("bringing %q up: %w", port, err))
+		}
 	}
 	return nil
 }
 
-// Detach takes the port off its bridge and removes its policy. It succeeds
-// when the port is already gone.
+// Detach takes the port off its bridge and then removes its policy. name is
+// what Attach was given: a TAP, whose front is deleted, or a veth's host
+// end. It succeeds when the port is already gone.
 func Detach(c *config.Conf, name string) error {
 	if isRouted, err := detachExtras(name); isRouted || err != nil {
 		return err
@@ -118,10 +146,51 @@ func Detach(c *config.Conf, name string) error {
 		return err
 	}
 	defer lk.Unlock()
-	if err := removePolicy(name); err != nil {
+	fp, _, err := front.Port(name)
+	switch {
+	case err == nil:
+		if err := front.Delete(name); err != nil {
+			return err
+		}
+		failpoint.Hit("detach:unbridged") // off the bridge, policy still there
+		return removePolicy(fp.Attrs().Name)
+	case !errors.Is(err, bridge.ErrNotFound):
 		return err
 	}
-	return bridge.Detach(name)
+	// A veth's host end, or a TAP attached by an older tapbridge directly;
+	// or a TAP whose front a killed detach already deleted, leaving the
+	// front's policy.
+	if err := bridge.Detach(name); err != nil {
+		return err
+	}
+	port, _ := front.Names(name)
+	if err := removePolicy(port); err != nil {
+		return err
+	}
+	return removePolicy(name)
+}
+
+// BridgePort returns the name of the bridge port that stands for name: the
+// port of its front for a TAP that has one, else name itself.
+func BridgePort(name string) string {
+	if fp, _, err := front.Port(name); err == nil {
+		return fp.Attrs().Name
+	}
+	return name
+}
+
+// BridgeOf returns the name of the bridge that the port standing for name
+// (BridgePort) is on, or "" when it is on none or gone.
+func BridgeOf(name string) string {
+	l, err := bridge.Link(BridgePort(name))
+	if err != nil || l.Attrs().MasterIndex == 0 {
+		return ""
+	}
+	m, err := netlink.LinkByIndex(l.Attrs().MasterIndex)
+	if err != nil {
+		return ""
+	}
+	return m.Attrs().Name
 }
 
 // Check verifies that the port is up on the configured bridge with the
@@ -137,6 +206,12 @@ func Check(c *config.Conf, name string) error {
 	l, err := bridge.Link(name)
 	if err != nil {
 		return err
+	}
+	if _, isTAP := l.(*netlink.Tuntap); isTAP {
+		if l, err = front.Check(l); err != nil {
+			return fmt.Errorf("TAP %q: %w", name, err)
+		}
+		name = l.Attrs().Name
 	}
 	a := l.Attrs()
 	switch {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/test/testbed"
 )
 
@@ -85,12 +86,14 @@ func demo(s *testbed.Session) {
 	booted := time.Now()
 	g := testbed.StartGuest(s, testbed.GuestOpts{NetNS: lan.HV, Netdev: netdev, MAC: guestMAC, Env: env})
 
-	// qemu-ifup runs as soon as QEMU has made tap0.
+	// qemu-ifup runs as soon as QEMU has made tap0, and puts tap0's front
+	// on br0: a veth whose MAC QEMU cannot change.
 	var port netlink.Link
+	frontName, _ := front.Names("tap0")
 	deadline := time.Now().Add(20 * time.Second)
 	for port == nil {
 		_ = lan.HV.Do(func() error {
-			l, err := netlink.LinkByName("tap0")
+			l, err := netlink.LinkByName(frontName)
 			if err == nil && l.Attrs().MasterIndex != 0 && l.Attrs().OperState != netlink.OperDown {
 				port = l
 			}
@@ -109,8 +112,8 @@ func demo(s *testbed.Session) {
 	addrs := lan.HV.MustExec(s, "ip", "-4", "-br", "addr", "show", "dev", "br0")
 	say("qemu-ifup ran (%v after QEMU was started, QEMU's own start-up included):\nbridge br0 is up and holds eth0; the hypervisor's address moved onto it: %s",
 		time.Since(booted).Round(time.Millisecond), strings.Join(strings.Fields(addrs), " "))
-	say("VM attached: tap0 is a port of br0 with the bridge's MTU %d and host-side MAC %s\n(first byte 0xFE, so the bridge's MAC never changes); the guest NIC has %s",
-		port.Attrs().MTU, port.Attrs().HardwareAddr, guestMAC)
+	say("VM attached: tap0's front %s is a port of br0 with the bridge's MTU %d and host-side MAC %s\n(first byte 0xFE, so the bridge's MAC never changes; QEMU holds tap0 but cannot change this MAC); the guest NIC has %s",
+		port.Attrs().Name, port.Attrs().MTU, port.Attrs().HardwareAddr, guestMAC)
 	if err := lan.HV.Ping(lan.RouterIPv4.Addr().String()); err != nil {
 		fatal(s, "demo: the hypervisor lost the router: %v", err)
 	}
@@ -146,7 +149,7 @@ func demo(s *testbed.Session) {
 			ports = append(ports, strings.SplitN(f[0], "@", 2)[0])
 		}
 	}
-	say("VM stopped: qemu-ifdown took tap0 off br0; ports left on br0: %s (the uplink)", strings.Join(ports, " "))
+	say("VM stopped: qemu-ifdown took tap0's front off br0; ports left on br0: %s (the uplink)", strings.Join(ports, " "))
 	out := tapbridge("down", "--bridge", "br0")
 	addrs = lan.HV.MustExec(s, "ip", "-4", "-br", "addr", "show", "dev", "eth0")
 	say("tapbridge down: %s\neth0 again: %s", firstLine(out), strings.Join(strings.Fields(addrs), " "))

@@ -1,9 +1,8 @@
-package cniplugin
+package front
 
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
@@ -13,14 +12,14 @@ import (
 // ingressParent is the handle of the ingress qdisc (ffff:).
 var ingressParent = netlink.MakeHandle(0xffff, 0)
 
-// redirectPriority is the priority of the plugin's tc filter.
+// redirectPriority is the priority of the front's tc filter.
 const redirectPriority = 1
 
-// redirect makes every frame received on from leave through to, unchanged:
+// Redirect makes every frame received on from leave through to, unchanged:
 // an ingress qdisc on from with a match-all u32 filter whose action is a
 // mirred egress redirect to to. (u32 rather than matchall: it is in every
 // kernel that has tc.)
-func redirect(from, to netlink.Link) error {
+func Redirect(from, to netlink.Link) error {
 	q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
 		LinkIndex: from.Attrs().Index,
 		Handle:    ingressParent,
@@ -48,9 +47,9 @@ func redirect(from, to netlink.Link) error {
 	return nil
 }
 
-// checkRedirect says whether every frame received on from is redirected
+// CheckRedirect says whether every frame received on from is redirected
 // to to, and nothing else is done to it.
-func checkRedirect(from, to netlink.Link) error {
+func CheckRedirect(from, to netlink.Link) error {
 	filters, err := netlinksafe.FilterList(from, ingressParent)
 	if err != nil {
 		return fmt.Errorf("listing the ingress filters of %q: %w", from.Attrs().Name, err)
@@ -69,12 +68,4 @@ func checkRedirect(from, to netlink.Link) error {
 		}
 	}
 	return fmt.Errorf("frames received on %q are not redirected to %q (tc ingress filter missing)", from.Attrs().Name, to.Attrs().Name)
-}
-
-// disableIPv6 keeps the kernel from giving the link a link-local address
-// and sending router solicitations and MLD reports through it: the TAP and
-// the veth peer carry the guest's frames only. Best effort: a kernel
-// without IPv6 has nothing to disable.
-func disableIPv6(name string) {
-	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0o644)
 }

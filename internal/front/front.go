@@ -1,0 +1,359 @@
+package front
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/mac"
+)
+
+// Name prefixes. The letters are not hex digits, so these names never
+// collide with the CNI plugin's ("tb", "tbt", "tbp" followed by hex).
+const (
+	PortPrefix = "tbv" // the bridge end of a front
+	PeerPrefix = "tbw" // the end joined to the TAP
+)
+
+// aliasPrefix starts the alias of every front's port.
+const aliasPrefix = "tapbridge-front "
+
+// ErrNotFront matches a link that has a front's name but is not tapbridge's
+// front of the TAP asked for.
+var ErrNotFront = errors.New("not a tapbridge front")
+
+// Names returns the port and peer names of tap's front: the prefixes and
+// the first 10 hex digits of sha256(tap).
+func Names(tap string) (port, peer string) {
+	sum := sha256.Sum256([]byte("tapbridge-front\x00" + tap))
+	h := hex.EncodeToString(sum[:5])
+	return PortPrefix + h, PeerPrefix + h
+}
+
+// Info is what a front's alias records.
+type Info struct {
+	TAP        string // the TAP the front stands for
+	TAPIndex   int    // its ifindex when the front was made
+	Persistent bool   // whether it was persistent then
+}
+
+func (i Info) alias() string {
+	p := 0
+	if i.Persistent {
+		p = 1
+	}
+	return fmt.Sprintf("%stap=%s ifindex=%d persistent=%d", aliasPrefix, i.TAP, i.TAPIndex, p)
+}
+
+// Of reads the front's record from a port's alias; ok is false for any
+// link that is not a front's port.
+func Of(port netlink.Link) (i Info, ok bool) {
+	a := port.Attrs()
+	if !strings.HasPrefix(a.Name, PortPrefix) || !strings.HasPrefix(a.Alias, aliasPrefix) {
+		return Info{}, false
+	}
+	if _, isVeth := port.(*netlink.Veth); !isVeth {
+		return Info{}, false
+	}
+	for _, f := range strings.Fields(strings.TrimPrefix(a.Alias, aliasPrefix)) {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "tap":
+			i.TAP = v
+		case "ifindex":
+			i.TAPIndex, _ = strconv.Atoi(v)
+		case "persistent":
+			i.Persistent = v == "1"
+		}
+	}
+	if i.TAP == "" || i.TAPIndex <= 0 {
+		return Info{}, false
+	}
+	if want, _ := Names(i.TAP); want != a.Name {
+		return Info{}, false
+	}
+	return i, true
+}
+
+// Port returns the port of tap's front, or an error matching
+// bridge.ErrNotFound when there is none. A link that has the name but is
+// not tap's front fails with ErrNotFront.
+func Port(tap string) (netlink.Link, Info, error) {
+	name, _ := Names(tap)
+	l, err := bridge.Link(name)
+	if err != nil {
+		return nil, Info{}, err
+	}
+	i, ok := Of(l)
+	if !ok || i.TAP != tap {
+		return nil, Info{}, fmt.Errorf("%q: %w of TAP %q (alias %q)", name, ErrNotFront, tap, l.Attrs().Alias)
+	}
+	return l, i, nil
+}
+
+// Create makes the front of the TAP t: a veth pair with MTU mtu, the port
+// down with a 0xFE MAC derived from its name, the peer and the TAP up and
+// joined by redirects both ways. IPv6 is turned off on the TAP and the
+// peer, so the host sends nothing of its own to the guest through them.
+// The port is left down and on no bridge: the caller enslaves it, programs
+// its policy, and only then brings it up.
+//
+// A front left from an earlier TAP of the same name (a QEMU that exited
+// without its down script) is replaced; the front of this very TAP is
+// reused (created is false), so Create is idempotent. On failure nothing
+// new is left.
+func Create(t netlink.Link, mtu int) (port netlink.Link, created bool, err error) {
+	ta := t.Attrs()
+	tt, ok := t.(*netlink.Tuntap)
+	if !ok || tt.Mode != netlink.TUNTAP_MODE_TAP {
+		return nil, false, fmt.Errorf("%q is a %s link, not a TAP", ta.Name, t.Type())
+	}
+	portName, peerName := Names(ta.Name)
+	if old, i, err := Port(ta.Name); err == nil {
+		if i.TAPIndex == ta.Index && joined(t, peerName) == nil {
+			// A run killed before the end of join left them down.
+			if err := upAll(t, peerName); err != nil {
+				return nil, false, err
+			}
+			return old, false, nil
+		}
+		if err := netlink.LinkDel(old); err != nil && !errors.Is(err, unix.ENODEV) {
+			return nil, false, fmt.Errorf("deleting the stale front %q of TAP %q: %w", portName, ta.Name, err)
+		}
+	} else if errors.Is(err, ErrNotFront) {
+		// A veth of this name without an alias is a front that a killed
+		// run made but never named (the alias is set after the link
+		// exists); anything else is not ours to replace.
+		l, lerr := bridge.Link(portName)
+		if _, isVeth := l.(*netlink.Veth); lerr != nil || !isVeth || l.Attrs().Alias != "" {
+			return nil, false, err
+		}
+		if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+			return nil, false, fmt.Errorf("deleting the unfinished front %q of TAP %q: %w", portName, ta.Name, err)
+		}
+	} else if !errors.Is(err, bridge.ErrNotFound) {
+		return nil, false, err
+	}
+	if mtu > 0 && ta.MTU != mtu {
+		if err := netlink.LinkSetMTU(t, mtu); err != nil {
+			return nil, false, fmt.Errorf("setting MTU of TAP %q to %d: %w", ta.Name, mtu, err)
+		}
+	}
+	// Like every host-side device, the TAP gets a 0xFE MAC. Nothing depends
+	// on it (its tenant may change it); it keeps the host's view uniform.
+	if len(ta.HardwareAddr) == 6 && ta.HardwareAddr[0] != 0xFE {
+		if err := netlink.LinkSetHardwareAddr(t, mac.HostPort(ta.HardwareAddr)); err != nil {
+			return nil, false, fmt.Errorf("setting MAC of TAP %q: %w", ta.Name, err)
+		}
+	}
+	la := netlink.NewLinkAttrs()
+	la.Name = portName
+	la.MTU = mtu
+	la.HardwareAddr = mac.HostPort(mac.FromName(portName))
+	v := &netlink.Veth{LinkAttrs: la, PeerName: peerName, PeerHardwareAddr: mac.HostPort(mac.FromName(peerName))}
+	if mtu > 0 {
+		v.PeerMTU = uint32(mtu)
+	}
+	if err := netlink.LinkAdd(v); err != nil {
+		return nil, false, fmt.Errorf("creating the front of TAP %q (veth %q, peer %q): %w", ta.Name, portName, peerName, err)
+	}
+	// The kernel ignores IFLA_IFALIAS when it creates a link: name it now.
+	alias := Info{TAP: ta.Name, TAPIndex: ta.Index, Persistent: !tt.NonPersist}.alias()
+	if err := netlink.LinkSetAlias(v, alias); err != nil {
+		_ = netlink.LinkDel(v)
+		return nil, false, fmt.Errorf("naming the front %q of TAP %q: %w", portName, ta.Name, err)
+	}
+	if port, err = join(t, portName, peerName); err != nil {
+		_ = Delete(ta.Name)
+		return nil, false, err
+	}
+	return port, true, nil
+}
+
+// join redirects the TAP and the peer to each other and brings both up.
+func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
+	port, err := bridge.Link(portName)
+	if err != nil {
+		return nil, err
+	}
+	peer, err := bridge.Link(peerName)
+	if err != nil {
+		return nil, err
+	}
+	DisableIPv6(t.Attrs().Name)
+	DisableIPv6(peerName)
+	if err := Redirect(t, peer); err != nil {
+		return nil, err
+	}
+	if err := Redirect(peer, t); err != nil {
+		return nil, err
+	}
+	return port, upAll(t, peerName)
+}
+
+// upAll brings the peer and the TAP up.
+func upAll(t netlink.Link, peerName string) error {
+	peer, err := bridge.Link(peerName)
+	if err != nil {
+		return err
+	}
+	t, err = bridge.Link(t.Attrs().Name)
+	if err != nil {
+		return err
+	}
+	for _, l := range []netlink.Link{peer, t} {
+		if l.Attrs().Flags&net.FlagUp == 0 {
+			if err := netlink.LinkSetUp(l); err != nil {
+				return fmt.Errorf("bringing %q up: %w", l.Attrs().Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// joined says whether the TAP and the peer redirect to each other.
+func joined(t netlink.Link, peerName string) error {
+	peer, err := bridge.Link(peerName)
+	if err != nil {
+		return err
+	}
+	if err := CheckRedirect(t, peer); err != nil {
+		return err
+	}
+	return CheckRedirect(peer, t)
+}
+
+// Check says whether tap's front is whole: the port exists, records this
+// TAP, and the TAP and the peer redirect to each other.
+func Check(t netlink.Link) (netlink.Link, error) {
+	port, i, err := Port(t.Attrs().Name)
+	if err != nil {
+		return nil, err
+	}
+	if i.TAPIndex != t.Attrs().Index {
+		return nil, fmt.Errorf("front %q stands for an earlier TAP %q (ifindex %d, now %d)", port.Attrs().Name, i.TAP, i.TAPIndex, t.Attrs().Index)
+	}
+	_, peerName := Names(t.Attrs().Name)
+	return port, joined(t, peerName)
+}
+
+// Delete removes tap's front (the peer goes with the port). It succeeds
+// when there is none, and leaves alone a link of that name that is not
+// tap's front.
+func Delete(tap string) error {
+	port, _, err := Port(tap)
+	if errors.Is(err, bridge.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkDel(port); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("deleting the front %q of TAP %q: %w", port.Attrs().Name, tap, err)
+	}
+	return nil
+}
+
+// DisableIPv6 keeps the kernel from giving the link a link-local address
+// and sending router solicitations and MLD reports through it: the TAP and
+// the peer carry the guest's frames only. Best effort: a kernel without
+// IPv6 has nothing to disable.
+func DisableIPv6(name string) {
+	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0o644)
+}
+
+// Leftover is a front that stands for no live VM: its TAP is gone, or its
+// TAP was not persistent when the front was made, is persistent now (its
+// tenant made it so with TUNSETPERSIST) and nobody holds it.
+type Leftover struct {
+	Port netlink.Link
+	Info Info
+	// TAP is the persisted TAP to delete with the front; nil when the TAP
+	// is gone.
+	TAP netlink.Link
+}
+
+// iffLowerUp is IFF_LOWER_UP: the kernel reports carrier in the link flags.
+const iffLowerUp = 0x10000
+
+// Stale finds the leftover fronts among links (one complete link dump).
+// A TAP that nobody holds has no carrier: tun turns it off when the last
+// queue is detached and on when one is attached, so "up without carrier"
+// means no process has the TAP open. A TAP that is down says nothing and
+// is left alone.
+func Stale(links []netlink.Link) []Leftover {
+	byName := make(map[string]netlink.Link, len(links))
+	for _, l := range links {
+		byName[l.Attrs().Name] = l
+	}
+	var out []Leftover
+	for _, l := range links {
+		i, ok := Of(l)
+		if !ok {
+			continue
+		}
+		t := byName[i.TAP]
+		if t == nil || t.Attrs().Index != i.TAPIndex {
+			out = append(out, Leftover{Port: l, Info: i})
+			continue
+		}
+		tt, isTAP := t.(*netlink.Tuntap)
+		a := t.Attrs()
+		if isTAP && !i.Persistent && !tt.NonPersist && a.Flags&net.FlagUp != 0 && a.RawFlags&iffLowerUp == 0 {
+			out = append(out, Leftover{Port: l, Info: i, TAP: t})
+		}
+	}
+	return out
+}
+
+// Remove deletes a leftover front, and its persisted TAP, by ifindex: a
+// front or TAP made meanwhile under the same name has another ifindex and
+// is never touched.
+func Remove(l Leftover) error {
+	if err := delIndex(l.Port); err != nil {
+		return fmt.Errorf("deleting the leftover front %q of TAP %q: %w", l.Port.Attrs().Name, l.Info.TAP, err)
+	}
+	if l.TAP != nil {
+		if err := delIndex(l.TAP); err != nil {
+			return fmt.Errorf("deleting TAP %q, persisted by its tenant and held by nobody: %w", l.Info.TAP, err)
+		}
+	}
+	return nil
+}
+
+func delIndex(l netlink.Link) error {
+	cur, err := netlink.LinkByIndex(l.Attrs().Index)
+	if err != nil || cur.Attrs().Name != l.Attrs().Name {
+		return nil // gone, or the index now names another link
+	}
+	if err := netlink.LinkDel(cur); err != nil && !errors.Is(err, unix.ENODEV) {
+		return err
+	}
+	return nil
+}
+
+// Problem says what is wrong with a port of a bridge, "" when nothing is:
+// a TAP that is a port itself (whoever holds it can change the MAC the
+// bridge knows the port by, and so claim any MAC on the LAN for the host),
+// or a front whose MAC is not the one Create gave it.
+func Problem(port netlink.Link) string {
+	a := port.Attrs()
+	if t, ok := port.(*netlink.Tuntap); ok && t.Mode == netlink.TUNTAP_MODE_TAP {
+		return fmt.Sprintf("TAP %q is a port of the bridge itself: whoever holds it can change the MAC the bridge knows it by (detach it and attach it with tapbridge, which puts a front before it)", a.Name)
+	}
+	if i, ok := Of(port); ok {
+		if want := mac.HostPort(mac.FromName(a.Name)); a.HardwareAddr.String() != want.String() {
+			return fmt.Sprintf("port %q (the front of TAP %q) has MAC %s, not the %s tapbridge gave it", a.Name, i.TAP, a.HardwareAddr, want)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,265 @@
+package front
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/nstest"
+	"github.com/tapbridge/tapbridge/internal/tap"
+)
+
+func TestNames(t *testing.T) {
+	port, peer := Names("vm1-0")
+	if port != "tbvec811b1eb2" || peer != "tbwec811b1eb2" {
+		t.Errorf("Names(vm1-0) = %s, %s; want tbvec811b1eb2, tbwec811b1eb2", port, peer)
+	}
+}
+
+func TestCreateCheckDelete(t *testing.T) {
+	nstest.Run(t, func() {
+		tl, err := tap.Create("tap0", tap.DefaultOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		port, created, err := Create(tl, 9000)
+		if err != nil || !created {
+			t.Fatalf("Create = %v, %v", created, err)
+		}
+		a := port.Attrs()
+		if a.Name != "tbv5169db6302" || a.MTU != 9000 || a.HardwareAddr[0] != 0xFE || a.Flags&net.FlagUp != 0 {
+			t.Errorf("port %s: MTU %d MAC %s flags %v; want tbv5169db6302, 9000, fe:..., down", a.Name, a.MTU, a.HardwareAddr, a.Flags)
+		}
+		if tl, _ = bridge.Link("tap0"); tl.Attrs().MTU != 9000 || tl.Attrs().Flags&net.FlagUp == 0 {
+			t.Errorf("tap0: MTU %d flags %v; want 9000, up", tl.Attrs().MTU, tl.Attrs().Flags)
+		}
+		if _, err := Check(tl); err != nil {
+			t.Errorf("Check = %v", err)
+		}
+		// Idempotent: the same TAP's front is reused.
+		if again, created, err := Create(tl, 9000); err != nil || created || again.Attrs().Index != a.Index {
+			t.Errorf("second Create = %v, %v, %v; want the same port", again.Attrs().Index, created, err)
+		}
+		// A new TAP of the same name replaces the old front.
+		_ = tap.Delete("tap0")
+		tl, _ = tap.Create("tap0", tap.DefaultOptions)
+		if _, err := Check(tl); err == nil || !strings.Contains(err.Error(), "stands for an earlier TAP") {
+			t.Errorf("Check against a new TAP = %v", err)
+		}
+		if again, created, err := Create(tl, 9000); err != nil || !created || again.Attrs().Index == a.Index {
+			t.Errorf("Create for a new TAP = %v, %v; want a new front", created, err)
+		}
+		if err := Delete("tap0"); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"tbv5169db6302", "tbw5169db6302"} {
+			if _, err := bridge.Link(n); !errors.Is(err, bridge.ErrNotFound) {
+				t.Errorf("%s after Delete: %v", n, err)
+			}
+		}
+		if err := Delete("tap0"); err != nil {
+			t.Errorf("second Delete = %v", err)
+		}
+	})
+}
+
+func TestCreateLeavesForeignLinksAlone(t *testing.T) {
+	nstest.Run(t, func() {
+		tl, _ := tap.Create("tap0", tap.DefaultOptions)
+		// A link of the front's name that is not a front (an admin's).
+		if err := netlink.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "tbv5169db6302"}}); err != nil {
+			t.Skipf("no dummy links here: %v", err)
+		}
+		if _, _, err := Create(tl, 1500); !errors.Is(err, ErrNotFront) {
+			t.Errorf("Create over a foreign link = %v, want ErrNotFront", err)
+		}
+		if err := Delete("tap0"); !errors.Is(err, ErrNotFront) {
+			t.Errorf("Delete of a foreign link = %v, want ErrNotFront", err)
+		}
+		if _, err := bridge.Link("tbv5169db6302"); err != nil {
+			t.Errorf("the foreign link is gone: %v", err)
+		}
+	})
+}
+
+func TestStale(t *testing.T) {
+	nstest.Run(t, func() {
+		// gone: its TAP was deleted; persisted: non-persistent when its
+		// front was made, then persisted by its tenant and closed; live: a
+		// non-persistent TAP someone holds.
+		var files []*os.File
+		defer func() {
+			for _, f := range files {
+				f.Close()
+			}
+		}()
+		for _, n := range []string{"gone", "persisted", "live"} {
+			f, _, err := tap.Open(n, tap.DefaultOptions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, f)
+			tl, _ := bridge.Link(n)
+			if _, _, err := Create(tl, 1500); err != nil {
+				t.Fatal(err)
+			}
+		}
+		files[0].Close() // "gone" vanishes with its descriptor
+		if err := unix.IoctlSetInt(int(files[1].Fd()), unix.TUNSETPERSIST, 1); err != nil {
+			t.Fatal(err)
+		}
+		files[1].Close()
+		links, err := netlink.LinkList()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, l := range Stale(links) {
+			got = append(got, l.Info.TAP+":"+strconv.FormatBool(l.TAP != nil))
+			if err := Remove(l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if strings.Join(got, " ") != "gone:false persisted:true" {
+			t.Errorf("Stale = %v, want [gone:false persisted:true]", got)
+		}
+		for _, n := range []string{"persisted", "tbv" + Names2("gone"), "tbv" + Names2("persisted")} {
+			if _, err := bridge.Link(n); !errors.Is(err, bridge.ErrNotFound) {
+				t.Errorf("%s after Remove: %v", n, err)
+			}
+		}
+		if tl, _ := bridge.Link("live"); tl != nil {
+			if _, err := Check(tl); err != nil {
+				t.Errorf("the live TAP's front: %v", err)
+			}
+		}
+	})
+}
+
+// Names2 is the hash part of a front's names (sha256("tapbridge-front\x00" + tap), computed independently by python3 for TestNames).
+func Names2(tap string) string {
+	p, _ := Names(tap)
+	return strings.TrimPrefix(p, PortPrefix)
+}
+
+func TestProblem(t *testing.T) {
+	nstest.Run(t, func() {
+		tl, _ := tap.Create("tap0", tap.DefaultOptions)
+		port, _, err := Create(tl, 1500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := Problem(port); p != "" {
+			t.Errorf("Problem(a fresh front) = %q", p)
+		}
+		if p := Problem(tl); !strings.HasPrefix(p, `TAP "tap0" is a port of the bridge itself`) {
+			t.Errorf("Problem(a TAP) = %q", p)
+		}
+		_ = netlink.LinkSetHardwareAddr(port, net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x99})
+		port, _ = bridge.Link(port.Attrs().Name)
+		if p := Problem(port); !strings.Contains(p, "has MAC 52:54:00:00:00:99, not the") {
+			t.Errorf("Problem(a front with another MAC) = %q", p)
+		}
+	})
+}
+
+// BenchmarkDataPath measures frames/s from a TAP, written as QEMU writes
+// them, across a bridge to a veth whose far end counts them: with the TAP
+// itself as the bridge port ("direct", what tapbridge did before fronts)
+// and through its front.
+func BenchmarkDataPath(b *testing.B) {
+	for _, size := range []int{64, 1400} {
+		for _, mode := range []string{"direct", "front"} {
+			b.Run(fmt.Sprintf("%s/%dB", mode, size), func(b *testing.B) {
+				nstest.Run(b, func() { dataPath(b, mode, size) })
+			})
+		}
+	}
+}
+
+func dataPath(b *testing.B, mode string, size int) {
+	br, _, err := bridge.Ensure(bridge.Spec{Name: "br0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "sink"}, PeerName: "sinkp"}); err != nil {
+		b.Fatal(err)
+	}
+	sink, _ := bridge.Link("sink")
+	sinkp, _ := bridge.Link("sinkp")
+	if err := bridge.Attach(sink, br, true); err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range []netlink.Link{sink, sinkp} {
+		if err := netlink.LinkSetUp(l); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f, name, err := tap.Open("vm0", tap.DefaultOptions)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	tl, _ := bridge.Link(name)
+	port := tl
+	if mode == "front" {
+		if port, _, err = Create(tl, 1500); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := bridge.Attach(port, br, true); err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range []netlink.Link{port, tl} {
+		_ = netlink.LinkSetUp(l)
+	}
+	// A frame the bridge floods to sink: broadcast, from a fixed MAC.
+	frame := make([]byte, size)
+	copy(frame, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0, 0, 0, 1, 0x88, 0xb5})
+	waitCarrier(b, "sinkp")
+	start := rxPackets(b, "sinkp")
+	b.ResetTimer()
+	t0 := time.Now()
+	for i := 0; i < b.N; i++ {
+		if _, err := f.Write(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// Frames queued in softirq backlogs land within moments.
+	deadline := time.Now().Add(2 * time.Second)
+	got := rxPackets(b, "sinkp") - start
+	for got < uint64(b.N) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+		got = rxPackets(b, "sinkp") - start
+	}
+	elapsed := time.Since(t0)
+	b.StopTimer()
+	b.ReportMetric(float64(got)/elapsed.Seconds(), "frames/s")
+	b.ReportMetric(float64(got)/float64(b.N), "delivered")
+}
+
+func rxPackets(b *testing.B, name string) uint64 {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l.Attrs().Statistics.RxPackets
+}
+
+func waitCarrier(b *testing.B, name string) {
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if l, err := netlink.LinkByName(name); err == nil && l.Attrs().RawFlags&iffLowerUp != 0 {
+			return
+		}
+	}
+	b.Fatalf("%s has no carrier after 2s", name)
+}
