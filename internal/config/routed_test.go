@@ -79,3 +79,9 @@ func TestRoutedEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckEnvKnowsRouted(t *testing.T) {
+	if err := CheckEnv([]string{"TAPBRIDGE_ROUTED=1"}); err != nil {
+		t.Errorf("CheckEnv(TAPBRIDGE_ROUTED) = %v", err)
+	}
+}
