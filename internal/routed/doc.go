@@ -47,7 +47,9 @@
 //		}
 //	}
 //
-// Source-address checking is always on for a routed port. The package
+// A routed TAP needs no front (package front): no bridge learns its MAC,
+// so a tenant that changes its TAP's MAC changes only what its own guest
+// must send to. Source-address checking is always on for a routed port. The package
 // touches only the named port, the named uplink's proxy entries and
 // sysctls, the global IPv6 forwarding switch and its own table, in the
 // current network namespace; it never enslaves anything and never changes
