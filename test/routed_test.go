@@ -96,6 +96,9 @@ func hostDumps(t *testing.T, hv *testbed.NetNS) []string {
 }
 
 func TestRouted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: boots three QEMU guests")
+	}
 	if err := testbed.CheckGuest(); err != nil {
 		t.Skip(err)
 	}
