@@ -120,7 +120,11 @@ func Attach(s Spec) error {
 		return err
 	}
 	defer lk.Unlock()
+	return attachLocked(s)
+}
 
+// attachLocked is Attach under the routed lock.
+func attachLocked(s Spec) error {
 	port, up, err := check(s)
 	if err != nil {
 		return err
@@ -154,6 +158,74 @@ func Attach(s Spec) error {
 	return nil
 }
 
+// Rehome attaches again the routed ports whose proxy entries and sysctls
+// are on another interface than the one that now holds their uplink's
+// addresses: after the uplink moved into a bridge (tapbridge up, a bridged
+// attach) or out of it (tapbridge down). It returns the names of the ports
+// it moved; with nothing to move it costs a directory listing and a link
+// lookup per uplink. A port that cannot be attached again is left
+// detached, and its error returned.
+func Rehome() ([]string, error) {
+	lk, err := state.LockRouted()
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Unlock()
+	names, err := Ports()
+	if err != nil {
+		return nil, err
+	}
+	holders := map[string]string{} // uplink -> the interface holding its addresses
+	var moved []string
+	var errs []error
+	for _, n := range names {
+		r, err := readRecord(n)
+		if err != nil || r == nil {
+			continue
+		}
+		h, ok := holders[r.Spec.Uplink]
+		if !ok {
+			if up, err := holder(r.Spec.Uplink); err == nil {
+				h = up.Attrs().Name
+			}
+			holders[r.Spec.Uplink] = h
+		}
+		if h == "" || h == r.Uplink {
+			continue // the uplink is gone, or the port is where it belongs
+		}
+		if err := detachLocked(r); err != nil {
+			errs = append(errs, fmt.Errorf("routed port %q: %w", n, err))
+			continue
+		}
+		if err := attachLocked(r.Spec); err != nil {
+			errs = append(errs, fmt.Errorf("routed port %q: attaching it again on %q: %w", n, h, err))
+			continue
+		}
+		moved = append(moved, n)
+	}
+	return moved, errors.Join(errs...)
+}
+
+// holder returns the interface that holds the addresses of uplink: the
+// uplink itself, or the bridge it is a port of.
+func holder(uplink string) (netlink.Link, error) {
+	up, err := netlinksafe.LinkByName(uplink)
+	if err != nil {
+		return nil, fmt.Errorf("uplink %q: %w", uplink, err)
+	}
+	if m := up.Attrs().MasterIndex; m != 0 {
+		master, err := netlink.LinkByIndex(m)
+		if err != nil {
+			return nil, fmt.Errorf("uplink %q: reading its master: %w", uplink, err)
+		}
+		if _, ok := master.(*netlink.Bridge); !ok {
+			return nil, fmt.Errorf("uplink %q is a port of %q, a %s: name that as the uplink", uplink, master.Attrs().Name, master.Type())
+		}
+		return master, nil // the bridge holds the host's addresses
+	}
+	return up, nil
+}
+
 // sameSpec reports whether a and b ask for the same attachment.
 func sameSpec(a, b Spec) bool {
 	return a.Port == b.Port && a.Uplink == b.Uplink && slices.Equal(a.IPs, b.IPs) && a.MTU == b.MTU &&
@@ -175,22 +247,14 @@ func check(s Spec) (port, up netlink.Link, err error) {
 	if port.Attrs().MasterIndex != 0 {
 		return nil, nil, fmt.Errorf("port %q is a port of a bridge; a routed port stands alone", s.Port)
 	}
-	up, err = netlinksafe.LinkByName(s.Uplink)
-	if err != nil {
-		return nil, nil, fmt.Errorf("uplink %q: %w", s.Uplink, err)
-	}
-	if up.Attrs().Index == port.Attrs().Index {
+	if s.Uplink == s.Port {
 		return nil, nil, fmt.Errorf("port %q is the uplink", s.Port)
 	}
-	if m := up.Attrs().MasterIndex; m != 0 {
-		master, err := netlink.LinkByIndex(m)
-		if err != nil {
-			return nil, nil, fmt.Errorf("uplink %q: reading its master: %w", s.Uplink, err)
-		}
-		if _, ok := master.(*netlink.Bridge); !ok {
-			return nil, nil, fmt.Errorf("uplink %q is a port of %q, a %s: name that as the uplink", s.Uplink, master.Attrs().Name, master.Type())
-		}
-		up = master // the bridge holds the host's addresses
+	if up, err = holder(s.Uplink); err != nil {
+		return nil, nil, err
+	}
+	if up.Attrs().Index == port.Attrs().Index {
+		return nil, nil, fmt.Errorf("port %q holds the addresses of uplink %q", s.Port, s.Uplink)
 	}
 	addrs, err := netlinksafe.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {

@@ -471,3 +471,83 @@ func TestReattachWithOtherValues(t *testing.T) {
 		}
 	})
 }
+
+// TestRehome: routed ports attached before the uplink moved into a bridge
+// follow it there (proxy entries, forwarding), and back out again.
+func TestRehome(t *testing.T) {
+	nstest.Run(t, func() {
+		uplinkNS(t, "tap0")
+		before := snapshot(t, "tap0", "br0")
+		if err := Attach(Spec{Port: "tap0", Uplink: "eth0", IPs: ips("192.0.2.60", "2001:db8::60")}); err != nil {
+			t.Fatal(err)
+		}
+		// What an uplink migration does, by hand: br0 holds eth0 and its addresses.
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
+		if err := netlink.LinkAdd(br); err != nil {
+			t.Fatal(err)
+		}
+		eth0, _ := netlinksafe.LinkByName("eth0")
+		move := func(from, to netlink.Link) {
+			as, err := netlinksafe.AddrList(from, netlink.FAMILY_ALL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range as {
+				if a.IP.IsLinkLocalUnicast() {
+					continue
+				}
+				if err := netlink.AddrDel(from, &a); err != nil {
+					t.Fatal(err)
+				}
+				a.LinkIndex = to.Attrs().Index
+				if err := netlink.AddrAdd(to, &netlink.Addr{IPNet: a.IPNet}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := netlink.LinkSetMaster(eth0, br); err != nil {
+			t.Fatal(err)
+		}
+		brl, _ := netlinksafe.LinkByName("br0")
+		if err := netlink.LinkSetUp(brl); err != nil {
+			t.Fatal(err)
+		}
+		move(eth0, brl)
+		moved, err := Rehome()
+		if err != nil || !cmp.Equal(moved, []string{"tap0"}) {
+			t.Fatalf("Rehome = %v, %v; want [tap0]", moved, err)
+		}
+		if diff := cmp.Diff([]string{"192.0.2.60 dev br0", "2001:db8::60 dev br0"}, proxies(t)); diff != "" {
+			t.Errorf("proxy entries after moving into br0 (-want +got):\n%s", diff)
+		}
+		if got := sysctl(t, "net/ipv4/conf/br0/forwarding"); got != "1" {
+			t.Errorf("br0 IPv4 forwarding = %s, want 1", got)
+		}
+		if got := sysctl(t, "net/ipv4/conf/eth0/forwarding"); got != "0" {
+			t.Errorf("eth0 IPv4 forwarding = %s after the move, want 0 (put back)", got)
+		}
+		if moved, err := Rehome(); err != nil || len(moved) != 0 {
+			t.Errorf("second Rehome = %v, %v; want nothing to do", moved, err)
+		}
+		// And back out (tapbridge down).
+		move(brl, eth0)
+		if err := netlink.LinkSetNoMaster(eth0); err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.LinkDel(brl); err != nil {
+			t.Fatal(err)
+		}
+		if moved, err := Rehome(); err != nil || len(moved) != 1 {
+			t.Fatalf("Rehome after the way back = %v, %v", moved, err)
+		}
+		if diff := cmp.Diff([]string{"192.0.2.60 dev eth0", "2001:db8::60 dev eth0"}, proxies(t)); diff != "" {
+			t.Errorf("proxy entries after moving back (-want +got):\n%s", diff)
+		}
+		if _, err := Detach("tap0"); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(before, snapshot(t, "tap0", "br0")); diff != "" {
+			t.Errorf("host state (-before +after):\n%s", diff)
+		}
+	})
+}

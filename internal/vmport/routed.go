@@ -96,3 +96,13 @@ func checkRouted(name string) error {
 func pruneRouted() ([]string, error) {
 	return routed.Prune()
 }
+
+// rehomeRouted moves the routed ports' proxy entries and sysctls to where
+// the uplink's addresses now are, after the uplink moved into a bridge or
+// out of it. Best effort: a routed VM is not worth failing a bridged
+// attach, or a migration, for; RehomeRouted reports what failed.
+func rehomeRouted() { _, _ = routed.Rehome() }
+
+// RehomeRouted is rehomeRouted for `tapbridge up` and `down`: it returns
+// the ports it moved and what failed.
+func RehomeRouted() ([]string, error) { return routed.Rehome() }

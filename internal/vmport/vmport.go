@@ -43,6 +43,9 @@ func ensureSegment(c *config.Conf) (br *netlink.Bridge, undo func(), err error) 
 		if res.Started { // not a resumed migration: that one is not ours to undo
 			undo = func() { _, _ = uplink.DownLocked(uplink.Options{Bridge: c.Bridge, Force: true}) }
 		}
+		if res.Changed {
+			rehomeRouted()
+		}
 	}
 	br, created, err := bridge.Ensure(bridge.Spec{Name: c.Bridge, MTU: c.MTU})
 	if errors.Is(err, bridge.ErrNotBridge) {
