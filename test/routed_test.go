@@ -410,3 +410,48 @@ func TestRoutedRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestRoutedFollowsTheUplink: a routed VM attached while the uplink is
+// still a plain NIC keeps being answered for when `tapbridge up` moves the
+// uplink into a bridge, and again after `tapbridge down`; detached, the
+// hypervisor is as before.
+func TestRoutedFollowsTheUplink(t *testing.T) {
+	p := newPolicyLAN(t, testbed.LANOptions{}, "")
+	lan := p.lan
+	hvMAC := linkMAC(t, lan.HV, "eth0")
+	dumps := func() string {
+		var b strings.Builder
+		for _, args := range [][]string{
+			{"ip", "-o", "addr"}, {"ip", "route", "show", "table", "all"}, {"ip", "-6", "route", "show", "table", "all"},
+			{"ip", "neigh", "show", "proxy"}, {"ip", "-6", "neigh", "show", "proxy"}, {"ip", "rule"},
+			{"cat", "/proc/sys/net/ipv4/conf/eth0/forwarding", "/proc/sys/net/ipv6/conf/all/forwarding"},
+		} {
+			b.WriteString(lan.HV.MustExec(t, args[0], args[1:]...))
+		}
+		return b.String()
+	}
+	before := dumps()
+	answered := func(where string) {
+		t.Helper()
+		out, err := lan.Router.Exec("busybox", "arping", "-c", "1", "-w", "3", "-I", testbed.RouterIf, routedIPA)
+		if err != nil || !strings.Contains(strings.ToLower(out), strings.ToLower(hvMAC)) {
+			t.Errorf("%s: the router's ARP for %s: %v\n%s\nwant an answer from the hypervisor's MAC %s", where, routedIPA, err, out, hvMAC)
+		}
+		proxies := lan.HV.MustExec(t, "ip", "neigh", "show", "proxy")
+		if !strings.Contains(proxies, routedIPA+" dev "+where) {
+			t.Errorf("proxy entries %q, want %s on %s", proxies, routedIPA, where)
+		}
+	}
+	p.tapAdd(t, "vmr", "--routed", "--ips", routedIPA)
+	answered("eth0")
+	if out := p.mustRun(t, nil, "tapbridge", "up", "--config", p.conf); !strings.Contains(out, "routed ports moved with the uplink's addresses: vmr") {
+		t.Errorf("up says %q, want it to name the routed port it moved", out)
+	}
+	answered("br0")
+	p.mustRun(t, nil, "tapbridge", "down", "--config", p.conf)
+	answered("eth0")
+	p.mustRun(t, nil, "tapbridge", "tap", "del", "vmr", "--config", p.conf)
+	if diff := cmp.Diff(before, dumps()); diff != "" {
+		t.Errorf("the hypervisor after the routed port left (-before +after):\n%s", diff)
+	}
+}
