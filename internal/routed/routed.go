@@ -300,6 +300,11 @@ func attach(r *record, port, up netlink.Link) error {
 			want{conf("ipv6", up.Attrs().Name, "proxy_ndp"), up.Attrs().Name, "1", nil},
 		)
 	}
+	if !v6 {
+		// The host has no IPv6 business with an IPv4-only VM: no DAD,
+		// router solicitations or MLD reports towards it.
+		wants = append(wants, want{conf("ipv6", s.Port, "disable_ipv6"), s.Port, "1", nil})
+	}
 	wants = append(wants,
 		want{conf("ipv4", s.Port, "forwarding"), s.Port, "1", nil},
 		want{conf("ipv4", up.Attrs().Name, "forwarding"), up.Attrs().Name, "1", nil},
