@@ -69,9 +69,7 @@ func filesUnder(t *testing.T, root string) []string {
 
 func TestInstall(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: installs a setuid root:kvm helper and a file capability (into a temporary DESTDIR)")
-	}
+	needRoot(t) // installs a setuid root:kvm helper and a file capability (into a temporary DESTDIR)
 	for _, tool := range []string{"make", "getcap", "setcap"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed", tool)

@@ -727,6 +727,13 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 			if out := n.MustExec(t, "ip", "-o", "link", "show", "type", "tun"); strings.Contains(out, "tap0") {
 				t.Errorf("the helper's TAP outlived its last descriptor: %s", out)
 			}
+			// br0 loses its carrier with its last port, reported
+			// asynchronously (linkwatch): wait before the links are compared.
+			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if strings.Contains(n.MustExec(t, "ip", "link", "show", "dev", "br0"), "NO-CARRIER") {
+					break
+				}
+			}
 
 			// The privileged binary run under the hooks' names by the user
 			// refuses, and changes nothing: as qemu-ifdown it would strip a

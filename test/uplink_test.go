@@ -35,7 +35,29 @@ func newUplinkLAN(t *testing.T) *uplinkLAN {
 	t.Helper()
 	needRoot(t)
 	lan := testbed.NewLAN(t, testbed.UplinkOptions())
-	return &uplinkLAN{router: lan.Router, hv: lan.HV, runDir: t.TempDir()}
+	l := &uplinkLAN{router: lan.Router, hv: lan.HV, runDir: t.TempDir()}
+	l.settle(t, "eth0")
+	return l
+}
+
+// settle waits until link has its carrier and no tentative IPv6 address:
+// the kernel adds the routes of an address and ends DAD asynchronously
+// (linkwatch), and a state dumped before then differs from one dumped
+// after for reasons that have nothing to do with tapbridge.
+func (l *uplinkLAN) settle(t testing.TB, link string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		lk, err1 := l.hv.Exec("ip", "link", "show", "dev", link)
+		tent, err2 := l.hv.Exec("ip", "-6", "addr", "show", "dev", link, "tentative")
+		if err1 == nil && err2 == nil && strings.Contains(lk, "LOWER_UP") && strings.TrimSpace(tent) == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not settle in 10s:\n%s\n%s", link, lk, tent)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func mustRun(t testing.TB, args ...string) string {

@@ -219,6 +219,9 @@ func printStatus(out io.Writer, st *uplink.Status) {
 			fmt.Fprintf(out, "    %-15s %-8s %s MTU %d %s\n", p.Name, p.Type, p.MAC, p.MTU, state)
 		}
 	}
+	for _, p := range st.SetAside {
+		fmt.Fprintf(out, "  set aside: %s (a journal that did not describe this host)\n", p)
+	}
 	if st.Consistent {
 		fmt.Fprintf(out, "  state:     consistent\n")
 	} else {

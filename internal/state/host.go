@@ -62,3 +62,32 @@ func SetAside(path string) (string, error) {
 	}
 	return to, nil
 }
+
+// NetNSAlive reports whether the network namespace netns ("DEV:INODE", as
+// in Host) still exists: a process is in it, or it is bind-mounted under
+// /run/netns or /var/run/netns. It errs towards "alive" only from what it
+// sees; a namespace held by a descriptor alone is not seen.
+func NetNSAlive(netns string) bool {
+	matches := func(p string) bool {
+		var st unix.Stat_t
+		return unix.Stat(p, &st) == nil && fmt.Sprintf("%d:%d", st.Dev, st.Ino) == netns
+	}
+	for _, dir := range []string{"/run/netns", "/var/run/netns"} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if matches(dir + "/" + e.Name()) {
+				return true
+			}
+		}
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		if p.Name()[0] < '0' || p.Name()[0] > '9' {
+			continue
+		}
+		if matches("/proc/" + p.Name() + "/ns/net") {
+			return true
+		}
+	}
+	return false
+}

@@ -51,6 +51,17 @@ func (j *Journal) identity() (string, error) {
 	return "", nil
 }
 
+// otherLiveNetNS reports whether j was written in this boot in another
+// network namespace that still exists (a process is in it, or a bind mount
+// such as /run/netns/NAME holds it): its journal is that namespace's.
+func (j *Journal) otherLiveNetNS() bool {
+	live, err := state.CurrentHost()
+	if err != nil || j.Host.BootID != live.BootID || j.Host.NetNS == live.NetNS {
+		return false
+	}
+	return state.NetNSAlive(j.Host.NetNS)
+}
+
 // permMAC is the link's permanent (burnt-in) MAC, IFLA_PERM_ADDRESS, or ""
 // for a device that has none (veth, dummy).
 func permMAC(l netlink.Link) string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"path/filepath"
 
 	"github.com/vishvananda/netlink"
 
@@ -28,6 +29,10 @@ type Status struct {
 		Path  string `json:"path"`
 		Phase string `json:"phase"`
 	} `json:"journal,omitempty"`
+	// SetAside lists the journals of this bridge that were set aside
+	// because they did not describe the live host (kept for inspection;
+	// each says why in its "setAside" field).
+	SetAside []string `json:"setAside,omitempty"`
 	// Consistent is false when the journal and the live state disagree;
 	// Problems says how.
 	Consistent bool     `json:"consistent"`
@@ -49,6 +54,7 @@ func GetStatus(br string) (*Status, error) {
 		return nil, err
 	}
 	s := &Status{Bridge: br, Addrs: []string{}, Ports: []Port{}, Consistent: true}
+	s.SetAside, _ = filepath.Glob(journalPath(br) + ".stale-*")
 	j, err := readJournal(br)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err

@@ -256,6 +256,11 @@ func DownLocked(o Options) (Result, error) {
 			why = fmt.Sprintf("bridge %q no longer exists: the migration was undone without tapbridge", j.Bridge)
 		}
 	}
+	if why != "" && j.otherLiveNetNS() {
+		// With /run shared, it may be the journal of a namespace that is
+		// alive and will want it for its own down: refuse, keep it.
+		return Result{}, fmt.Errorf("the journal %s does not describe this host: %s; nothing changed (it is left for that namespace)", journalPath(j.Bridge), why)
+	}
 	if why != "" {
 		aside, err := j.setAside(o, why)
 		if err != nil {
@@ -483,7 +488,16 @@ func (j *Journal) migrate(o Options) error {
 	if err != nil {
 		return err
 	}
+	onBr, err := globalAddrs(br)
+	if err != nil {
+		return err
+	}
 	for _, a := range j.Addrs {
+		if _, ok := onBr[a.CIDR]; ok {
+			// Moved by an earlier, interrupted run: what it is now (its
+			// lifetimes renewed by a DHCP client since, say) stays.
+			continue
+		}
 		// NODAD: the address is already ours, on the uplink.
 		n, err := a.netlink(j.Uplink, j.Bridge, unix.IFA_F_NODAD*boolInt(a.ip().To4() == nil))
 		if err != nil {

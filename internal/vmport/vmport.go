@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 
 	"github.com/vishvananda/netlink"
 
@@ -39,6 +40,10 @@ func ensureSegment(c *config.Conf) (br *netlink.Bridge, undo func(), err error) 
 		res, err := uplink.Ensure(uplink.Options{Bridge: c.Bridge, Uplink: c.Uplink, MTU: c.MTU, ProbeTimeout: timeout})
 		if err != nil {
 			return nil, undo, err
+		}
+		if res.SetAside != "" {
+			// One line for the operator (QEMU's stderr, the runtime's log).
+			fmt.Fprintln(os.Stderr, "tapbridge: "+res.SetAside)
 		}
 		if res.Started { // not a resumed migration: that one is not ours to undo
 			undo = func() { _, _ = uplink.DownLocked(uplink.Options{Bridge: c.Bridge, Force: true}) }
