@@ -78,7 +78,7 @@ Examples:
 			return err
 		}
 		fmt.Fprintln(out, res.Message)
-		return nil
+		return rehomeRouted(out)
 	}
 	return c
 }
@@ -128,7 +128,7 @@ Examples:
 			return err
 		}
 		fmt.Fprintln(out, res.Message)
-		return nil
+		return rehomeRouted(out)
 	}
 	return c
 }

@@ -201,6 +201,9 @@ func add(c *config.Conf, args *skel.CmdArgs, rec *record, sandbox ns.NetNS, gm n
 			return nil, asCNI(err, ErrLink)
 		}
 	}
+	if c.Routed && ipamRes != nil {
+		ipamRes = routedIPAM(ipamRes)
+	}
 	return result(c, args, rec, hostPort, tapLink, mtu, gm, ipamRes)
 }
 

@@ -96,6 +96,9 @@ func helper(args []string, getenv func(string) string, caller Caller) error {
 	if err := c.Validate(); err != nil {
 		return fail("", err)
 	}
+	if c.Routed {
+		return fail("", fmt.Errorf("config: \"routed\": the bridge helper (-netdev bridge) only bridges; attach routed VMs with qemu-ifup or tapbridge tap add --routed"))
+	}
 	if err := checkACL(c, true, aclReader(caller)); err != nil {
 		return fail("", fmt.Errorf("%w (uid %d)", err, caller.UID))
 	}

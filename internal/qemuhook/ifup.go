@@ -26,7 +26,8 @@ var DefaultACL = acl.DefaultPath
 // naming the wrong bridge, not a security boundary as in the helper.
 func Ifup(name string, getenv func(string) string) error {
 	l, br, err := loadConf(getenv, true)
-	fail := func(err error) error { return &Error{Op: "attach", TAP: name, Bridge: br, Err: err} }
+	routed := false
+	fail := func(err error) error { return &Error{Op: "attach", TAP: name, Bridge: br, Routed: routed, Err: err} }
 	if err != nil {
 		return fail(err)
 	}
@@ -34,6 +35,7 @@ func Ifup(name string, getenv func(string) string) error {
 		return fail(err)
 	}
 	c := l.conf
+	routed = c.Routed // the error then names the mode, not a bridge
 	if err := checkACL(c, c.ACL != "", osReadFile); err != nil {
 		return fail(err)
 	}
