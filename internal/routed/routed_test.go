@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/nstest"
+	"github.com/tapbridge/tapbridge/internal/sysctl"
 	"github.com/tapbridge/tapbridge/internal/tap"
 )
 
@@ -86,14 +87,14 @@ func waitLinkLocal(t *testing.T, names ...string) {
 
 func mustWrite(t *testing.T, key, v string) {
 	t.Helper()
-	if err := writeSysctl(key, v); err != nil {
+	if err := sysctl.Write(key, v); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func sysctl(t *testing.T, key string) string {
+func readKey(t *testing.T, key string) string {
 	t.Helper()
-	v, err := readSysctl(key)
+	v, err := sysctl.Read(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func snapshot(t *testing.T, skip ...string) []string {
 		out = append(out, "rule "+r.String())
 	}
 	for _, k := range watched {
-		out = append(out, k+"="+sysctl(t, k))
+		out = append(out, k+"="+readKey(t, k))
 	}
 	sort.Strings(out)
 	return out
@@ -245,7 +246,7 @@ func TestAttachDetachRestoresEverything(t *testing.T) {
 			"net/ipv6/conf/all/forwarding": "1", "net/ipv6/conf/eth0/accept_ra": "2",
 			"net/ipv6/conf/eth0/proxy_ndp": "1", "net/ipv4/conf/eth0/proxy_arp": "0",
 		} {
-			if got := sysctl(t, k); got != want {
+			if got := readKey(t, k); got != want {
 				t.Errorf("%s = %s, want %s", k, got, want)
 			}
 		}
@@ -257,10 +258,10 @@ func TestAttachDetachRestoresEverything(t *testing.T) {
 		if ok, err := Detach("tap0"); !ok || err != nil {
 			t.Fatalf("Detach(tap0) = %t, %v", ok, err)
 		}
-		if got := sysctl(t, "net/ipv4/conf/eth0/forwarding"); got != "1" {
+		if got := readKey(t, "net/ipv4/conf/eth0/forwarding"); got != "1" {
 			t.Errorf("eth0 IPv4 forwarding = %s while tap1 is routed, want 1", got)
 		}
-		if got := sysctl(t, "net/ipv6/conf/eth0/accept_ra"); got != "1" {
+		if got := readKey(t, "net/ipv6/conf/eth0/accept_ra"); got != "1" {
 			t.Errorf("eth0 accept_ra = %s after the last IPv6 port left, want 1", got)
 		}
 		if diff := cmp.Diff([]string(nil), routesVia(t, "tap0")); diff != "" {
@@ -520,10 +521,10 @@ func TestRehome(t *testing.T) {
 		if diff := cmp.Diff([]string{"192.0.2.60 dev br0", "2001:db8::60 dev br0"}, proxies(t)); diff != "" {
 			t.Errorf("proxy entries after moving into br0 (-want +got):\n%s", diff)
 		}
-		if got := sysctl(t, "net/ipv4/conf/br0/forwarding"); got != "1" {
+		if got := readKey(t, "net/ipv4/conf/br0/forwarding"); got != "1" {
 			t.Errorf("br0 IPv4 forwarding = %s, want 1", got)
 		}
-		if got := sysctl(t, "net/ipv4/conf/eth0/forwarding"); got != "0" {
+		if got := readKey(t, "net/ipv4/conf/eth0/forwarding"); got != "0" {
 			t.Errorf("eth0 IPv4 forwarding = %s after the move, want 0 (put back)", got)
 		}
 		if moved, err := Rehome(); err != nil || len(moved) != 0 {

@@ -2,20 +2,14 @@ package routed
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
-	"os"
 	"slices"
-	"strings"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 
 	"github.com/tapbridge/tapbridge/internal/state"
+	"github.com/tapbridge/tapbridge/internal/sysctl"
 )
-
-// procSys is where sysctls are read and written: /proc/sys/net shows the
-// network namespace of the thread that opens it.
-const procSys = "/proc/sys/"
 
 // held is one sysctl that routed ports hold: the value found before the
 // first of them set it, the value they set, and who holds it.
@@ -47,21 +41,6 @@ func (s sysctls) save() error {
 		return state.Remove(sysctlPath())
 	}
 	return state.WriteJSON(sysctlPath(), s)
-}
-
-func readSysctl(key string) (string, error) {
-	b, err := os.ReadFile(procSys + key)
-	if err != nil {
-		return "", fmt.Errorf("reading sysctl %s: %w", strings.ReplaceAll(key, "/", "."), err)
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
-func writeSysctl(key, v string) error {
-	if err := os.WriteFile(procSys+key, []byte(v), 0o644); err != nil {
-		return fmt.Errorf("setting sysctl %s=%s: %w", strings.ReplaceAll(key, "/", "."), v, err)
-	}
-	return nil
 }
 
 // linkIndex is the ifindex of link, 0 when it is gone or link is "".
@@ -96,7 +75,7 @@ func (s sysctls) acquire(user string, ws []want) ([]string, error) {
 			h = nil
 		}
 		if h == nil {
-			cur, err := readSysctl(w.key)
+			cur, err := sysctl.Read(w.key)
 			if err != nil {
 				return keys, err
 			}
@@ -115,8 +94,8 @@ func (s sysctls) acquire(user string, ws []want) ([]string, error) {
 		return keys, err
 	}
 	for _, k := range keys {
-		if cur, err := readSysctl(k); err != nil || cur != s[k].Set {
-			if err := writeSysctl(k, s[k].Set); err != nil {
+		if cur, err := sysctl.Read(k); err != nil || cur != s[k].Set {
+			if err := sysctl.Write(k, s[k].Set); err != nil {
 				return keys, err
 			}
 		}
@@ -143,8 +122,8 @@ func (s sysctls) release(user string, keys []string) error {
 		}
 		delete(s, key)
 		if h.Orig != h.Set && (h.Link == "" || linkIndex(h.Link) == h.Index) {
-			if cur, err := readSysctl(key); err == nil && cur == h.Set {
-				if err := writeSysctl(key, h.Orig); err != nil {
+			if cur, err := sysctl.Read(key); err == nil && cur == h.Set {
+				if err := sysctl.Write(key, h.Orig); err != nil {
 					h.Users = []string{user}
 					s[key] = h
 					errs = append(errs, err)
