@@ -25,7 +25,7 @@ read or changed.
 The per-VM values a front end adds (the guest's MAC and addresses, an access
 VLAN, isolation) can be given as flags, or with --env from the environment
 as qemu-ifup reads it (TAPBRIDGE_MAC, TAPBRIDGE_IPS, TAPBRIDGE_VLAN,
-TAPBRIDGE_ISOLATED, TAPBRIDGE_BRIDGE; an unknown TAPBRIDGE_ variable is an
+TAPBRIDGE_ISOLATED, TAPBRIDGE_ROUTED, TAPBRIDGE_BRIDGE; an unknown TAPBRIDGE_ variable is an
 error). Without them, a guard that needs one is reported as such.
 
 Exit status: 0 when the configuration is valid, 1 when it is not.
@@ -75,11 +75,21 @@ Examples:
 			uplink = "none"
 		}
 		fmt.Fprintf(out, "bridge %s, uplink %s, CNI mode %s\n", conf.Bridge, uplink, conf.Mode)
+		if conf.UplinkMACs.Enabled() {
+			fmt.Fprintf(out, "uplinkMACs: only the host's, the listed and the VMs' known MACs leave through %s\n", uplink)
+		}
+		if conf.Routed {
+			fmt.Fprintf(out, "routed: no bridge; the VM's addresses are routed to its port (guest gateway 169.254.0.1, fe80::1) and answered for on %s; the source-address check is always on\n", uplink)
+			if ips, _ := config.ParseIPs("ips", conf.IPs); len(ips) == 0 {
+				fmt.Fprintf(out, "a routed VM port cannot be attached without its addresses (\"ips\", --ips, %s or IPAM)\n", config.EnvIPs)
+			}
+		}
 		spec, err := vmport.Spec(conf, vmport.Port{})
 		if err != nil {
 			fmt.Fprintf(out, "a VM port cannot be attached without more: %v\n", err)
 			return nil
 		}
+		spec.IPSpoofCheck = spec.IPSpoofCheck || conf.Routed
 		printPolicy(out, conf, spec)
 		return nil
 	}

@@ -7,7 +7,8 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/event"
-	"github.com/tapbridge/tapbridge/internal/qemuhook"
+	"github.com/tapbridge/tapbridge/internal/routed"
+	"github.com/tapbridge/tapbridge/internal/vmport"
 )
 
 func tapCommand() command {
@@ -32,6 +33,12 @@ Examples:
   tapbridge tap add vm2-tap --config /etc/tapbridge/tapbridge.conf --group kvm --vnet-hdr
   tapbridge tap add vm3-tap --owner alice --mac $(tapbridge mac vm3) --mac-spoof-check \
       --ips 192.0.2.33 --ip-spoof-check --isolated
+  tapbridge tap add vm4-tap --routed --uplink eth0 --ips 203.0.113.7,2001:db8:1::7 --owner qemu
+
+With --routed no bridge is involved: the VM's addresses (--ips, required) are
+routed to the TAP, the host answers ARP/NDP for them on the uplink when they
+are on its link, and the guest uses its address /32 (/128) with the gateway
+169.254.0.1 (fe80::1) on-link. See docs/routed.md.
 `,
 	}
 	c.run = func(args []string, out io.Writer) error {
@@ -42,8 +49,9 @@ Examples:
 		group := fs.String("group", "", "group (name or gid) allowed to open the TAP (tap add)")
 		multiQueue := fs.Bool("multi-queue", false, "create a multi-queue TAP (QEMU queues=N) (tap add)")
 		vnetHdr := fs.Bool("vnet-hdr", false, "create the TAP with IFF_VNET_HDR (QEMU vnet_hdr=on) (tap add)")
-		uplink := fs.StringP("uplink", "u", "", "the physical NIC the bridge holds (\"uplink\") (tap add)")
+		uplink := fs.StringP("uplink", "u", "", "the physical NIC the bridge holds, or with --routed the interface facing the provider (\"uplink\") (tap add)")
 		uplinkVLANs := fs.IntSlice("uplink-vlans", nil, "VLANs the uplink carries tagged, comma-separated (\"uplinkVlans\"; needs --uplink) (tap add)")
+		routedFlag := fs.Bool("routed", false, "route the VM's addresses (--ips) to the TAP instead of bridging it (\"routed\") (tap add)")
 		var pf policyFlags
 		pf.register(fs)
 		if err := parse(fs, args); err != nil {
@@ -58,7 +66,7 @@ Examples:
 			return err
 		}
 		if verb == "del" {
-			for _, f := range []string{"owner", "group", "multi-queue", "vnet-hdr", "uplink", "uplink-vlans"} {
+			for _, f := range []string{"owner", "group", "multi-queue", "vnet-hdr", "uplink", "uplink-vlans", "routed"} {
 				if fs.Changed(f) {
 					return fmt.Errorf("%w: --%s is for 'tap add'", ErrUsage, f)
 				}
@@ -86,23 +94,29 @@ Examples:
 		if fs.Changed("uplink-vlans") {
 			conf.UplinkVLANs = *uplinkVLANs
 		}
+		if fs.Changed("routed") {
+			conf.Routed = *routedFlag
+		}
 		if err := conf.Validate(); err != nil {
 			return err
 		}
 		if verb == "del" {
-			res, err := qemuhook.DeleteTAP(conf, name)
+			wasRouted := routed.Is(name)
+			res, err := vmport.DeleteTAP(conf, name)
 			logEvent(event.Event{Action: "tap-del", Bridge: res.Bridge, Port: name}, res.Changed, err)
 			if err != nil {
 				return fmt.Errorf("tap del %q: %w", name, err)
 			}
-			if res.Changed {
+			if res.Changed && wasRouted {
+				fmt.Fprintf(out, "%s: routes, proxy entries and policy removed, deleted\n", name)
+			} else if res.Changed {
 				fmt.Fprintf(out, "%s: detached from %s and deleted\n", name, res.Bridge)
 			} else {
 				fmt.Fprintf(out, "%s: does not exist, nothing to do\n", name)
 			}
 			return nil
 		}
-		res, err := qemuhook.AddTAP(conf, name)
+		res, err := vmport.AddTAP(conf, name)
 		logEvent(event.Event{Action: "tap-add", Bridge: conf.Bridge, Port: name, MAC: conf.MAC}, res.Changed, err)
 		if err != nil {
 			return fmt.Errorf("tap add %q on bridge %q: %w", name, conf.Bridge, err)
@@ -110,6 +124,11 @@ Examples:
 		state := "attached to"
 		if !res.Changed {
 			state = "already on"
+		}
+		if conf.Routed {
+			fmt.Fprintf(out, "%s: routed via %s through port %s (owner %s, group %s, MTU %d); guest: its address /32 (/128), gateway 169.254.0.1 (fe80::1) on-link; QEMU: -netdev tap,id=n0,ifname=%s,script=no,downscript=no\n",
+				name, conf.Uplink, res.Port, idName(conf.Owner), idName(conf.Group), res.MTU, name)
+			return nil
 		}
 		fmt.Fprintf(out, "%s: %s bridge %s through port %s (owner %s, group %s, MTU %d, port MAC %s); QEMU: -netdev tap,id=n0,ifname=%s,script=no,downscript=no\n",
 			name, state, res.Bridge, res.Port, idName(conf.Owner), idName(conf.Group), res.MTU, res.MAC, name)

@@ -81,7 +81,7 @@ Examples:
 			return err
 		}
 		fmt.Fprintln(out, res.Message)
-		return nil
+		return rehomeRouted(out)
 	}
 	return c
 }
@@ -131,7 +131,7 @@ Examples:
 			return err
 		}
 		fmt.Fprintln(out, res.Message)
-		return nil
+		return rehomeRouted(out)
 	}
 	return c
 }

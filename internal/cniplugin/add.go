@@ -18,7 +18,6 @@ import (
 	"github.com/tapbridge/tapbridge/internal/failpoint"
 	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/mac"
-	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
 )
@@ -156,7 +155,7 @@ func add(c *config.Conf, args *skel.CmdArgs, rec *record, sandbox ns.NetNS, gm n
 	}
 	var tapLink netlink.Link
 	if c.Mode == config.ModeHost {
-		if tapLink, err = tap.Create(rec.TAP, tapOptions(c)); err != nil {
+		if tapLink, err = tap.Create(rec.TAP, vmport.TAPOptions(c)); err != nil {
 			return nil, asCNI(err, ErrLink)
 		}
 		u.push(func() { _ = tap.Delete(rec.TAP) })
@@ -167,7 +166,7 @@ func add(c *config.Conf, args *skel.CmdArgs, rec *record, sandbox ns.NetNS, gm n
 		u.push(func() { _ = delVeth(rec.HostPort) })
 	}
 	if !bridgeExisted {
-		u.push(func() { removeUnusedBridge(c) })
+		u.push(func() { vmport.RemoveUnusedBridge(c) })
 	}
 	failpoint.Hit("cni-add:port")
 	if err := vmport.Attach(c, port); err != nil {
@@ -201,6 +200,9 @@ func add(c *config.Conf, args *skel.CmdArgs, rec *record, sandbox ns.NetNS, gm n
 		if err != nil {
 			return nil, asCNI(err, ErrLink)
 		}
+	}
+	if c.Routed && ipamRes != nil {
+		ipamRes = routedIPAM(ipamRes)
 	}
 	return result(c, args, rec, hostPort, tapLink, mtu, gm, ipamRes)
 }
@@ -261,7 +263,7 @@ func setupSandbox(c *config.Conf, rec *record, mtu int) (t netlink.Link, made bo
 			return nil, false, fmt.Errorf("setting MTU of %q to %d: %w", rec.Peer, mtu, err)
 		}
 	}
-	if t, err = tap.Create(rec.TAP, tapOptions(c)); err != nil {
+	if t, err = tap.Create(rec.TAP, vmport.TAPOptions(c)); err != nil {
 		return nil, false, err
 	}
 	if t.Attrs().MTU != mtu {
@@ -302,24 +304,6 @@ func tapMTUHint(mtu int) string {
 // maxTAPMTU is the largest MTU the kernel's TUN driver accepts
 // (65535 - the size of its packet information header).
 const maxTAPMTU = 65521
-
-// removeUnusedBridge deletes the bridge that a failed ADD created, if no
-// port (another attachment's, or an uplink) has joined it since. It takes
-// the bridge lock, as every change to the bridge does.
-func removeUnusedBridge(c *config.Conf) {
-	lk, err := state.LockBridge(c.Bridge)
-	if err != nil {
-		return
-	}
-	defer lk.Unlock()
-	br, err := bridge.Get(c.Bridge)
-	if err != nil {
-		return
-	}
-	if ports, err := bridge.Ports(br); err == nil && len(ports) == 0 {
-		_ = bridge.Delete(c.Bridge)
-	}
-}
 
 // result reports the host port, the TAP and the guest NIC, after those of
 // a previous plugin in the chain, and the IPAM addresses on the guest NIC.

@@ -80,11 +80,10 @@ func checkLinks(c *config.Conf, rec *record, netnsPath string) error {
 	if err := vmport.Check(c, rec.HostPort); err != nil {
 		return fmt.Errorf("host port: %w", err)
 	}
-	br, err := bridge.Get(c.Bridge)
+	mtu, err := portMTU(c, rec.HostPort)
 	if err != nil {
 		return err
 	}
-	mtu := br.Attrs().MTU
 	if rec.Mode == config.ModeHost {
 		return checkTAP(c, rec.TAP, mtu)
 	}

@@ -81,10 +81,6 @@ func DerivedMAC(containerID, ifName string) net.HardwareAddr {
 	return mac.FromName(containerID + "/" + ifName)
 }
 
-func tapOptions(c *config.Conf) tap.Options {
-	return tap.Options{Owner: c.OwnerID(), Group: c.GroupID(), MultiQueue: c.MultiQueue, VnetHdr: c.VnetHdr}
-}
-
 // describeID renders a uid/gid for messages.
 func describeID(id int) string {
 	if id == tap.NoID {

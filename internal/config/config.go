@@ -58,6 +58,12 @@ type Conf struct {
 	UplinkVLANs   []int    `json:"uplinkVlans,omitempty"`
 	BPDUGuard     *bool    `json:"bpduGuard,omitempty"`
 
+	// Routed attaches VMs without a bridge: their addresses are routed to
+	// their port (see internal/routed). UplinkMACs checks the source MACs
+	// leaving through the uplink.
+	Routed     bool        `json:"routed,omitempty"`
+	UplinkMACs *UplinkMACs `json:"uplinkMACs,omitempty"`
+
 	RuntimeConfig struct {
 		MAC string `json:"mac,omitempty"`
 	} `json:"runtimeConfig,omitempty"`
@@ -287,7 +293,7 @@ func (c *Conf) Validate() error {
 	if len(c.UplinkVLANs) > 0 && c.Uplink == "" {
 		return fieldErr("uplinkVlans", "needs \"uplink\"")
 	}
-	return nil
+	return c.validateRouted()
 }
 
 // ProbeDuration parses probeTimeout.

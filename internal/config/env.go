@@ -43,6 +43,13 @@ func (c *Conf) ApplyEnv(getenv func(string) string) error {
 		}
 		c.Isolated = b
 	}
+	if v := getenv(EnvRouted); v != "" {
+		b, err := strconv.ParseBool(strings.ToLower(v))
+		if err != nil {
+			return fieldErr(EnvRouted, "must be true or false, got %q", v)
+		}
+		c.Routed = b
+	}
 	return c.Validate()
 }
 
@@ -59,7 +66,7 @@ const (
 )
 
 // knownEnv is every TAPBRIDGE_ variable that means something.
-var knownEnv = []string{EnvConf, EnvBridge, EnvMAC, EnvIPs, EnvVLAN, EnvIsolated, EnvRunDir, EnvLockTimeout, EnvJournalSocket, EnvFailpoint, EnvBinDir}
+var knownEnv = []string{EnvConf, EnvBridge, EnvMAC, EnvIPs, EnvVLAN, EnvIsolated, EnvRouted, EnvRunDir, EnvLockTimeout, EnvJournalSocket, EnvFailpoint, EnvBinDir}
 
 // CheckEnv refuses a TAPBRIDGE_ variable in environ ("KEY=VALUE" strings,
 // os.Environ) that tapbridge does not know, naming the nearest one it does:

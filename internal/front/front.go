@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/mac"
+	"github.com/tapbridge/tapbridge/internal/sysctl"
 )
 
 // Name prefixes. The letters are not hex digits, so these names never
@@ -268,7 +268,7 @@ func Delete(tap string) error {
 // the peer carry the guest's frames only. Best effort: a kernel without
 // IPv6 has nothing to disable.
 func DisableIPv6(name string) {
-	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0o644)
+	_ = sysctl.Write(sysctl.Iface("ipv6", name, "disable_ipv6"), "1")
 }
 
 // Leftover is a front that stands for no live VM: its TAP is gone, or its

@@ -96,6 +96,9 @@ func helper(args []string, getenv func(string) string, caller Caller) error {
 	if err := c.Validate(); err != nil {
 		return fail("", err)
 	}
+	if c.Routed {
+		return fail("", fmt.Errorf("config: \"routed\": the bridge helper (-netdev bridge) only bridges; attach routed VMs with qemu-ifup or tapbridge tap add --routed"))
+	}
 	if err := checkACL(c, true, aclReader(caller)); err != nil {
 		return fail("", fmt.Errorf("%w (uid %d)", err, caller.UID))
 	}
@@ -106,7 +109,7 @@ func helper(args []string, getenv func(string) string, caller Caller) error {
 			return fail("", fmt.Errorf("%w; the helper creates only the configured bridge %q for uid %d", err, l.fileBridge, caller.UID))
 		}
 	}
-	port, err := portOf(c, "")
+	port, err := vmport.PortOf(c, "")
 	if err != nil {
 		return fail("", err)
 	}

@@ -61,7 +61,8 @@ const usageText = `Usage:
 
 Environment: TAPBRIDGE_CONF (default /etc/tapbridge/tapbridge.conf),
 TAPBRIDGE_BRIDGE, TAPBRIDGE_MAC, TAPBRIDGE_IPS, TAPBRIDGE_VLAN,
-TAPBRIDGE_ISOLATED, TAPBRIDGE_RUN_DIR. See docs/qemu.md.
+TAPBRIDGE_ISOLATED, TAPBRIDGE_ROUTED, TAPBRIDGE_RUN_DIR. See docs/qemu.md
+and docs/routed.md.
 `
 
 // Main runs the binary with args (os.Args) and returns the exit status.
@@ -135,6 +136,7 @@ type Error struct {
 	Op     string // "attach" or "detach"
 	TAP    string // may be empty when the helper failed before creating it
 	Bridge string
+	Routed bool // attached routed ("routed"): no bridge
 	Err    error
 }
 
@@ -143,8 +145,10 @@ func (e *Error) Error() string {
 	if e.TAP != "" {
 		tap = fmt.Sprintf("TAP %q", e.TAP)
 	}
-	switch e.Op {
-	case "detach":
+	switch {
+	case e.Op == "attach" && e.Routed:
+		return fmt.Sprintf("cannot attach %s routed: %v", tap, e.Err)
+	case e.Op == "detach":
 		return fmt.Sprintf("cannot detach %s from bridge %q: %v", tap, e.Bridge, e.Err)
 	default:
 		return fmt.Sprintf("cannot attach %s to bridge %q: %v", tap, e.Bridge, e.Err)

@@ -2,16 +2,14 @@ package qemuhook
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/tapbridge/tapbridge/internal/acl"
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
 )
 
@@ -28,7 +26,8 @@ var DefaultACL = acl.DefaultPath
 // naming the wrong bridge, not a security boundary as in the helper.
 func Ifup(name string, getenv func(string) string) error {
 	l, br, err := loadConf(getenv, true)
-	fail := func(err error) error { return &Error{Op: "attach", TAP: name, Bridge: br, Err: err} }
+	routed := false
+	fail := func(err error) error { return &Error{Op: "attach", TAP: name, Bridge: br, Routed: routed, Err: err} }
 	if err != nil {
 		return fail(err)
 	}
@@ -36,13 +35,14 @@ func Ifup(name string, getenv func(string) string) error {
 		return fail(err)
 	}
 	c := l.conf
+	routed = c.Routed // the error then names the mode, not a bridge
 	if err := checkACL(c, c.ACL != "", osReadFile); err != nil {
 		return fail(err)
 	}
-	if err := checkTAP(name, c.Bridge); err != nil {
+	if err := vmport.CheckTAP(name, c.Bridge); err != nil {
 		return fail(err)
 	}
-	port, err := portOf(c, name)
+	port, err := vmport.PortOf(c, name)
 	if err != nil {
 		return fail(err)
 	}
@@ -69,7 +69,7 @@ func Ifdown(name string, getenv func(string) string) error {
 	case err != nil:
 		return fail(err)
 	default:
-		if err := isTAP(link); err != nil {
+		if err := tap.Check(link); err != nil {
 			return fail(err)
 		}
 	}
@@ -85,57 +85,6 @@ func Ifdown(name string, getenv func(string) string) error {
 	}
 	logDone("detach", br, name, nil)
 	return nil
-}
-
-// checkTAP refuses anything but a TAP that is free or already on br:
-// qemu-ifup run by hand with the uplink's name must not enslave it.
-func checkTAP(name, br string) error {
-	link, err := bridge.Link(name)
-	if errors.Is(err, bridge.ErrNotFound) {
-		return fmt.Errorf("TAP %q does not exist (QEMU creates it before it runs the script)", name)
-	}
-	if err != nil {
-		return err
-	}
-	if err := isTAP(link); err != nil {
-		return err
-	}
-	if m := link.Attrs().MasterIndex; m != 0 {
-		master, err := netlink.LinkByIndex(m)
-		if err != nil {
-			return fmt.Errorf("looking up the master of %q: %w", name, err)
-		}
-		if master.Attrs().Name != br {
-			return fmt.Errorf("%q is already a port of %q; detach it first", name, master.Attrs().Name)
-		}
-	}
-	return nil
-}
-
-// isTAP refuses links that are not TAP devices.
-func isTAP(link netlink.Link) error {
-	t, ok := link.(*netlink.Tuntap)
-	if !ok {
-		return fmt.Errorf("%q is not a TAP but a %s link; refusing to touch it", link.Attrs().Name, link.Type())
-	}
-	if t.Mode != netlink.TUNTAP_MODE_TAP {
-		return fmt.Errorf("%q is a TUN (layer 3) device, not a TAP; it cannot join a bridge", link.Attrs().Name)
-	}
-	return nil
-}
-
-// portOf describes the port for vmport: the guest MAC and IPs the
-// configuration (or the per-VM environment) gives.
-func portOf(c *config.Conf, name string) (vmport.Port, error) {
-	m, err := c.GuestMAC("")
-	if err != nil {
-		return vmport.Port{}, err
-	}
-	ips, err := config.ParseIPs("ips", c.IPs)
-	if err != nil {
-		return vmport.Port{}, err
-	}
-	return vmport.Port{Name: name, GuestMAC: m, GuestIPs: ips}, nil
 }
 
 // checkACL applies the ACL the configuration names, else DefaultACL. When

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
@@ -39,23 +38,6 @@ func writeConf(t *testing.T, conf string) env {
 		t.Fatal(err)
 	}
 	return env{config.EnvConf: p}
-}
-
-// links is every link of the namespace, one line each: what a failed hook
-// must leave exactly as it was.
-func links(t *testing.T) []string {
-	t.Helper()
-	ls, err := netlink.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, l := range ls {
-		a := l.Attrs()
-		out = append(out, fmt.Sprintf("%s %s master=%d mtu=%d mac=%s up=%v", a.Name, l.Type(), a.MasterIndex, a.MTU, a.HardwareAddr, a.Flags&net.FlagUp != 0))
-	}
-	sort.Strings(out)
-	return out
 }
 
 // qemuTAP makes a TAP the way QEMU does for -netdev tap: non-persistent,
@@ -145,12 +127,12 @@ func TestIfdownRefusesNonTAP(t *testing.T) {
 		if err := netlink.LinkAdd(veth); err != nil {
 			t.Fatal(err)
 		}
-		before := links(t)
+		before := testkit.Links(t)
 		err := Ifdown("eth0", env{}.get)
 		if err == nil || !strings.Contains(err.Error(), `"eth0" is not a TAP but a veth link`) {
 			t.Fatalf("ifdown eth0 = %v", err)
 		}
-		if diff := cmp.Diff(before, links(t)); diff != "" {
+		if diff := cmp.Diff(before, testkit.Links(t)); diff != "" {
 			t.Errorf("links changed (-before +after):\n%s", diff)
 		}
 	})
@@ -278,7 +260,7 @@ func TestIfupFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			nstest.Run(t, func() {
 				e := tt.setup(t)
-				before := links(t)
+				before := testkit.Links(t)
 				name := tt.tap
 				if name == "" {
 					name = "tap0"
@@ -298,7 +280,7 @@ func TestIfupFailures(t *testing.T) {
 						t.Errorf("stderr %q lacks %q", line, w)
 					}
 				}
-				if diff := cmp.Diff(before, links(t)); diff != "" {
+				if diff := cmp.Diff(before, testkit.Links(t)); diff != "" {
 					t.Errorf("a failed ifup changed links (-before +after):\n%s", diff)
 				}
 			})
@@ -483,7 +465,7 @@ func TestHelperFailures(t *testing.T) {
 				}
 				e := writeConf(t, conf)
 				_, sock := testkit.Socketpair(t)
-				before := links(t)
+				before := testkit.Links(t)
 				err := helper(tt.args(sock), e.get, tt.caller)
 				if err == nil {
 					t.Fatal("helper succeeded")
@@ -493,7 +475,7 @@ func TestHelperFailures(t *testing.T) {
 						t.Errorf("error %q lacks %q", err, w)
 					}
 				}
-				if diff := cmp.Diff(before, links(t)); diff != "" {
+				if diff := cmp.Diff(before, testkit.Links(t)); diff != "" {
 					t.Errorf("a failed helper changed links (-before +after):\n%s", diff)
 				}
 			})
@@ -601,78 +583,6 @@ func TestHelperEnvForUsers(t *testing.T) {
 		a, err := acl.Load(good, read)
 		if err != nil || len(a.Files) != 1 {
 			t.Errorf("Load = %+v, %v", a, err)
-		}
-	})
-}
-
-func TestAddDeleteTAP(t *testing.T) {
-	nstest.Run(t, func() {
-		c := &config.Conf{MTU: 9000, Owner: &config.ID{Name: "nobody", Value: -1}, VnetHdr: true}
-		if err := c.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		res, err := AddTAP(c, "tap1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !res.Changed || res.MTU != 9000 || !strings.HasPrefix(res.MAC, "fe:") {
-			t.Errorf("AddTAP = %+v", res)
-		}
-		info, err := tap.Inspect("tap1")
-		want := tap.Info{Owner: 65534, Group: tap.NoID, Persistent: true, VnetHdr: true}
-		if err != nil || info != want {
-			t.Errorf("tap1 = %+v, %v; want %+v", info, err, want)
-		}
-		if again, err := AddTAP(c, "tap1"); err != nil || again.Changed {
-			t.Errorf("second AddTAP = %+v, %v; want no change", again, err)
-		}
-		// While a QEMU holds it, add is still fine and del refuses.
-		f, _, err := tap.Open("tap1", tap.Options{Owner: 65534, Group: tap.NoID, VnetHdr: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if again, err := AddTAP(c, "tap1"); err != nil || again.Changed {
-			t.Errorf("AddTAP while in use = %+v, %v", again, err)
-		}
-		if _, err := DeleteTAP(c, "tap1"); !errors.Is(err, tap.ErrBusy) {
-			t.Errorf("DeleteTAP while in use = %v, want ErrBusy", err)
-		}
-		f.Close()
-		if res, err := DeleteTAP(c, "tap1"); err != nil || !res.Changed {
-			t.Fatalf("DeleteTAP = %+v, %v", res, err)
-		}
-		if _, err := bridge.Link("tap1"); !errors.Is(err, bridge.ErrNotFound) {
-			t.Errorf("tap1 after delete: %v", err)
-		}
-		if res, err := DeleteTAP(c, "tap1"); err != nil || res.Changed {
-			t.Errorf("second DeleteTAP = %+v, %v", res, err)
-		}
-	})
-}
-
-func TestAddTAPFailureLeavesNothing(t *testing.T) {
-	nstest.Run(t, func() {
-		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "br0"}, PeerName: "br0p"}); err != nil {
-			t.Fatal(err)
-		}
-		before := links(t)
-		c := &config.Conf{}
-		_ = c.Validate()
-		if _, err := AddTAP(c, "tap1"); err == nil || !strings.Contains(err.Error(), "not a bridge") {
-			t.Fatalf("AddTAP = %v", err)
-		}
-		if diff := cmp.Diff(before, links(t)); diff != "" {
-			t.Errorf("links changed (-before +after):\n%s", diff)
-		}
-		// And no link that is not a TAP is ever deleted or detached.
-		if _, err := DeleteTAP(c, "br0p"); err == nil || !strings.Contains(err.Error(), "not a TAP") {
-			t.Errorf("DeleteTAP(veth) = %v", err)
-		}
-		if _, err := AddTAP(c, "br0p"); err == nil || !strings.Contains(err.Error(), "not a TAP") {
-			t.Errorf("AddTAP(veth) = %v", err)
-		}
-		if diff := cmp.Diff(before, links(t)); diff != "" {
-			t.Errorf("links changed (-before +after):\n%s", diff)
 		}
 	})
 }

@@ -203,3 +203,22 @@ func Remove(path string) error {
 	}
 	return nil
 }
+
+// LockRouted takes the exclusive lock of the namespace's routed ports:
+// their records, the sysctls they share and their nftables tables.
+func LockRouted() (*Lock, error) {
+	return lockFile("the routed ports", Path("lock", "routed.lock"))
+}
+
+// NetNSPath returns the path of a state file that describes the current
+// network namespace (of the calling thread): parts are joined under
+// Dir/kind/<the namespace's inode>, so that records made in one namespace
+// never drive changes in another that shares the state directory.
+func NetNSPath(kind string, parts ...string) string {
+	id := "unknown"
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), &st); err == nil {
+		id = fmt.Sprint(st.Ino)
+	}
+	return Path(append([]string{kind, id}, parts...)...)
+}

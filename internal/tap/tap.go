@@ -253,3 +253,15 @@ func ids(index int) (owner, group int, carrier bool, err error) {
 	}
 	return owner, group, carrier, nil
 }
+
+// Check refuses a link that is not a TAP device, naming it and what it is.
+func Check(link netlink.Link) error {
+	t, ok := link.(*netlink.Tuntap)
+	if !ok {
+		return fmt.Errorf("%q is not a TAP but a %s link; refusing to touch it", link.Attrs().Name, link.Type())
+	}
+	if t.Mode != netlink.TUNTAP_MODE_TAP {
+		return fmt.Errorf("%q is a TUN (layer 3) device, not a TAP; it cannot join a bridge", link.Attrs().Name)
+	}
+	return nil
+}

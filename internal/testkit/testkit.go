@@ -6,10 +6,14 @@ package testkit
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"os"
+	"sort"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,4 +75,22 @@ func CNICode(err error) uint {
 		return e.Code
 	}
 	return NotCNI
+}
+
+// Links lists every link of the current network namespace with what a
+// failed operation must leave as it was (kind, master, MTU, MAC, up),
+// sorted, for a before/after comparison.
+func Links(t testing.TB) []string {
+	t.Helper()
+	ls, err := netlink.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range ls {
+		a := l.Attrs()
+		out = append(out, fmt.Sprintf("%s %s master=%d mtu=%d mac=%s up=%v", a.Name, l.Type(), a.MasterIndex, a.MTU, a.HardwareAddr, a.Flags&net.FlagUp != 0))
+	}
+	sort.Strings(out)
+	return out
 }

@@ -1,10 +1,6 @@
 package uplink
 
-import (
-	"os"
-	"path/filepath"
-	"strings"
-)
+import "github.com/tapbridge/tapbridge/internal/sysctl"
 
 func boolInt(b bool) int {
 	if b {
@@ -13,22 +9,15 @@ func boolInt(b bool) int {
 	return 0
 }
 
-func sysctlPath(family, link, key string) string {
-	return filepath.Join("/proc/sys/net", family, "conf", link, key)
-}
-
 // readSysctl returns a per-interface sysctl of the current namespace, or ""
 // when it cannot be read.
 func readSysctl(family, link, key string) string {
-	b, err := os.ReadFile(sysctlPath(family, link, key))
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
+	v, _ := sysctl.Read(sysctl.Iface(family, link, key))
+	return v
 }
 
 // writeSysctl is best effort: a read-only /proc/sys must not block the
 // migration.
 func writeSysctl(family, link, key, value string) {
-	_ = os.WriteFile(sysctlPath(family, link, key), []byte(value), 0o644)
+	_ = sysctl.Write(sysctl.Iface(family, link, key), value)
 }

@@ -30,6 +30,15 @@ import (
 // after the prune, never removed by it; fronts are deleted by ifindex, so a
 // front made meanwhile under the same name is never touched.
 func Prune() ([]string, error) {
+	gone, err := pruneRouted()
+	if err != nil {
+		return gone, err
+	}
+	more, err := prunePolicies()
+	return append(gone, more...), err
+}
+
+func prunePolicies() ([]string, error) {
 	lk, err := state.LockPolicy()
 	if err != nil {
 		return nil, err

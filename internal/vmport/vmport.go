@@ -48,6 +48,9 @@ func ensureSegment(c *config.Conf) (br *netlink.Bridge, undo func(), err error) 
 		if res.Started { // not a resumed migration: that one is not ours to undo
 			undo = func() { _, _ = uplink.DownLocked(uplink.Options{Bridge: c.Bridge, Force: true}) }
 		}
+		if res.Changed {
+			rehomeRouted()
+		}
 	}
 	br, created, err := bridge.Ensure(bridge.Spec{Name: c.Bridge, MTU: c.MTU})
 	if errors.Is(err, bridge.ErrNotBridge) {
@@ -77,6 +80,12 @@ func ensureSegment(c *config.Conf) (br *netlink.Bridge, undo func(), err error) 
 // itself. The port is enslaved while it is down, gets its policy, and only
 // then comes up: it never forwards a frame its policy has not seen.
 func Attach(c *config.Conf, p Port) error {
+	if c.Routed {
+		return attachRouted(c, p)
+	}
+	if c.UplinkMACs.Enabled() {
+		return attachKnownMAC(c, p)
+	}
 	lk, err := state.LockBridge(c.Bridge)
 	if err != nil {
 		return err
@@ -137,6 +146,9 @@ func Attach(c *config.Conf, p Port) error {
 // what Attach was given: a TAP, whose front is deleted, or a veth's host
 // end. It succeeds when the port is already gone.
 func Detach(c *config.Conf, name string) error {
+	if isRouted, err := detachExtras(name); isRouted || err != nil {
+		return err
+	}
 	lk, err := state.LockBridge(c.Bridge)
 	if err != nil {
 		return err
@@ -192,6 +204,9 @@ func BridgeOf(name string) string {
 // Check verifies that the port is up on the configured bridge with the
 // bridge's MTU.
 func Check(c *config.Conf, name string) error {
+	if c.Routed {
+		return checkRouted(name)
+	}
 	br, err := bridge.Get(c.Bridge)
 	if err != nil {
 		return err
@@ -216,4 +231,22 @@ func Check(c *config.Conf, name string) error {
 		return fmt.Errorf("%q is down", name)
 	}
 	return nil
+}
+
+// RemoveUnusedBridge deletes the bridge that a failed attach created, if no
+// port (another attachment's, or an uplink) has joined it since. It takes
+// the bridge lock, as every change to the bridge does.
+func RemoveUnusedBridge(c *config.Conf) {
+	lk, err := state.LockBridge(c.Bridge)
+	if err != nil {
+		return
+	}
+	defer lk.Unlock()
+	br, err := bridge.Get(c.Bridge)
+	if err != nil {
+		return
+	}
+	if ports, err := bridge.Ports(br); err == nil && len(ports) == 0 {
+		_ = bridge.Delete(c.Bridge)
+	}
 }

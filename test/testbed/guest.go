@@ -51,6 +51,12 @@ type GuestOpts struct {
 	MemoryMB int
 	// Args are extra QEMU arguments, appended last.
 	Args []string
+	// Static, when not empty, makes the guest configure these addresses
+	// itself instead of running DHCP, as a routed guest does: each as /32
+	// (/128 for IPv6, without duplicate address detection) and the default
+	// routes via the on-link gateways 169.254.0.1 and fe80::1. The console
+	// then prints TB-STATIC instead of TB-LEASE; WaitReady works as before.
+	Static []netip.Addr
 }
 
 // Guest is a running QEMU guest. It talks on its serial console, which the
@@ -144,7 +150,7 @@ func startGuest(t TB, opts GuestOpts) (*Guest, error) {
 		"-no-reboot",
 		"-kernel", img.Kernel,
 		"-initrd", img.Initrd,
-		"-append", "console=ttyS0 quiet panic=-1",
+		"-append", appendLine(opts.Static),
 		"-netdev", opts.Netdev + ",id=n0",
 		// romfile=: no PXE option ROM, which -kernel does not need.
 		"-device", "virtio-net-pci,netdev=n0,mac=" + mac + ",romfile=",
@@ -185,6 +191,20 @@ func startGuest(t TB, opts GuestOpts) (*Guest, error) {
 		return nil, fmt.Errorf("starting guest %s: %w", mac, err)
 	}
 	return g, nil
+}
+
+// appendLine is the guest kernel's command line; tb.ip= tells /init to
+// configure a static address (see scripts.go).
+func appendLine(static []netip.Addr) string {
+	line := "console=ttyS0 quiet panic=-1"
+	var ips []string
+	for _, a := range static {
+		ips = append(ips, a.String())
+	}
+	if len(ips) > 0 {
+		line += " tb.ip=" + strings.Join(ips, ",")
+	}
+	return line
 }
 
 // readableCopy returns path if everyone may read it, else a copy in dir that

@@ -6,6 +6,10 @@ package testbed
 //	TB-WARN reason                         something failed, /init goes on
 //	TB-BOOT mac=52:54:00:12:34:56          eth0 exists and is up
 //	TB-LEASE ip=192.0.2.123 mac=... router=192.0.2.1 lease=600
+//	TB-STATIC ip=198.51.100.2,2001:db8::2  (instead of TB-LEASE, with tb.ip=
+//	                                       on the kernel command line: each
+//	                                       address /32 or /128, gateways
+//	                                       169.254.0.1 and fe80::1 on-link)
 //	TB-READY                               httpd serves /www on port 80
 //	TB-ERROR reason                        /init gives up (then exits: QEMU
 //	                                       exits too, through panic=-1 and
@@ -41,9 +45,29 @@ hostname $host
 ip link set eth0 up
 echo "TB-BOOT mac=$mac"
 echo "tapbridge test bed guest mac=$mac" >/www/index.html
-until udhcpc -f -q -n -i eth0 -t 20 -T 1 -x hostname:$host -s /etc/udhcpc.script; do
-	echo "TB-DHCP-RETRY"
-done
+static=$(sed -n 's/.*tb\.ip=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -z "$static" ]; then
+	until udhcpc -f -q -n -i eth0 -t 20 -T 1 -x hostname:$host -s /etc/udhcpc.script; do
+		echo "TB-DHCP-RETRY"
+	done
+else
+	echo 0 >/proc/sys/net/ipv6/conf/eth0/accept_dad 2>/dev/null
+	v4= v6=
+	for a in $(echo $static | tr , ' '); do
+		case "$a" in
+		*:*) ip -6 addr add $a/128 dev eth0 && v6=1 ;;
+		*) ip addr add $a/32 dev eth0 && v4=1 ;;
+		esac
+	done
+	if [ -n "$v4" ]; then
+		ip route add 169.254.0.1 dev eth0
+		ip route add default via 169.254.0.1 dev eth0 || echo "TB-WARN no default route"
+	fi
+	if [ -n "$v6" ]; then
+		ip -6 route add default via fe80::1 dev eth0 || echo "TB-WARN no IPv6 default route"
+	fi
+	echo "TB-STATIC ip=$static"
+fi
 httpd -p 80 -h /www
 echo "TB-READY"
 stty -echo 2>/dev/null

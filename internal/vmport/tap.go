@@ -1,15 +1,64 @@
-package qemuhook
+package vmport
 
 import (
 	"errors"
 	"fmt"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/ifname"
 	"github.com/tapbridge/tapbridge/internal/tap"
-	"github.com/tapbridge/tapbridge/internal/vmport"
 )
+
+// The lifecycle of a VM's TAP where tapbridge makes it (`tapbridge tap add`
+// for QEMU with script=no, the CNI plugin's host mode), and the checks every
+// front end makes before it attaches a TAP someone else made.
+
+// TAPOptions are the TAP flags and ownership the configuration asks for.
+func TAPOptions(c *config.Conf) tap.Options {
+	return tap.Options{Owner: c.OwnerID(), Group: c.GroupID(), MultiQueue: c.MultiQueue, VnetHdr: c.VnetHdr}
+}
+
+// CheckTAP refuses anything but a TAP that is free or already on br:
+// qemu-ifup run by hand with the uplink's name must not enslave it.
+func CheckTAP(name, br string) error {
+	link, err := bridge.Link(name)
+	if errors.Is(err, bridge.ErrNotFound) {
+		return fmt.Errorf("TAP %q does not exist (QEMU creates it before it runs the script)", name)
+	}
+	if err != nil {
+		return err
+	}
+	if err := tap.Check(link); err != nil {
+		return err
+	}
+	if m := link.Attrs().MasterIndex; m != 0 {
+		master, err := netlink.LinkByIndex(m)
+		if err != nil {
+			return fmt.Errorf("looking up the master of %q: %w", name, err)
+		}
+		if master.Attrs().Name != br {
+			return fmt.Errorf("%q is already a port of %q; detach it first", name, master.Attrs().Name)
+		}
+	}
+	return nil
+}
+
+// PortOf describes the port name: the guest MAC and IPs the configuration
+// (with the per-VM environment applied) gives.
+func PortOf(c *config.Conf, name string) (Port, error) {
+	m, err := c.GuestMAC("")
+	if err != nil {
+		return Port{}, err
+	}
+	ips, err := config.ParseIPs("ips", c.IPs)
+	if err != nil {
+		return Port{}, err
+	}
+	return Port{Name: name, GuestMAC: m, GuestIPs: ips}, nil
+}
 
 // TAPResult says what AddTAP or DeleteTAP did.
 type TAPResult struct {
@@ -31,7 +80,7 @@ func AddTAP(c *config.Conf, name string) (TAPResult, error) {
 	if err := ifname.Validate("TAP", name); err != nil {
 		return res, err
 	}
-	opts := tap.Options{Owner: c.OwnerID(), Group: c.GroupID(), MultiQueue: c.MultiQueue, VnetHdr: c.VnetHdr}
+	opts := TAPOptions(c)
 	existed, inUse := false, false
 	switch _, err := bridge.Link(name); {
 	case errors.Is(err, bridge.ErrNotFound):
@@ -40,7 +89,7 @@ func AddTAP(c *config.Conf, name string) (TAPResult, error) {
 		return res, err
 	default:
 		existed = true
-		if err := checkTAP(name, c.Bridge); err != nil {
+		if err := CheckTAP(name, c.Bridge); err != nil {
 			return res, err
 		}
 		info, err := tap.Inspect(name)
@@ -48,7 +97,7 @@ func AddTAP(c *config.Conf, name string) (TAPResult, error) {
 			return res, err
 		}
 		want := tap.Info{Owner: opts.Owner, Group: opts.Group, Persistent: true, VnetHdr: opts.VnetHdr, MultiQueue: opts.MultiQueue}
-		res.Changed = info != want || vmport.Check(c, name) != nil
+		res.Changed = info != want || Check(c, name) != nil
 		// A TAP as asked that a QEMU holds is left alone (a re-run while
 		// the VM runs); one that differs is made anew by tap.Create, which
 		// refuses when it is in use.
@@ -63,9 +112,9 @@ func AddTAP(c *config.Conf, name string) (TAPResult, error) {
 			return res, err
 		}
 	}
-	port, err := portOf(c, name)
+	port, err := PortOf(c, name)
 	if err == nil {
-		err = vmport.Attach(c, port)
+		err = Attach(c, port)
 	}
 	if err != nil {
 		if !existed {
@@ -73,14 +122,14 @@ func AddTAP(c *config.Conf, name string) (TAPResult, error) {
 		}
 		return res, err
 	}
-	res.Port = vmport.BridgePort(name)
+	res.Port = BridgePort(name)
 	if l, err := bridge.Link(res.Port); err == nil {
 		res.MTU, res.MAC = l.Attrs().MTU, l.Attrs().HardwareAddr.String()
 	}
 	return res, nil
 }
 
-// DeleteTAP detaches the persistent TAP name (vmport.Detach) and deletes
+// DeleteTAP detaches the persistent TAP name (Detach) and deletes
 // it. It succeeds when the TAP is already gone, and refuses a link that is
 // not a TAP and a TAP a running QEMU holds.
 func DeleteTAP(c *config.Conf, name string) (TAPResult, error) {
@@ -90,12 +139,12 @@ func DeleteTAP(c *config.Conf, name string) (TAPResult, error) {
 	}
 	link, err := bridge.Link(name)
 	if errors.Is(err, bridge.ErrNotFound) {
-		return res, vmport.Detach(c, name) // leftover policy, if any
+		return res, Detach(c, name) // leftover policy, if any
 	}
 	if err != nil {
 		return res, err
 	}
-	if err := isTAP(link); err != nil {
+	if err := tap.Check(link); err != nil {
 		return res, err
 	}
 	if busy, err := tap.InUse(name); err != nil {
@@ -104,10 +153,10 @@ func DeleteTAP(c *config.Conf, name string) (TAPResult, error) {
 		return res, fmt.Errorf("TAP %q: %w: stop the QEMU that holds it first", name, tap.ErrBusy)
 	}
 	on := *c
-	if b := vmport.BridgeOf(name); b != "" {
+	if b := BridgeOf(name); b != "" {
 		on.Bridge, res.Bridge = b, b
 	}
-	if err := vmport.Detach(&on, name); err != nil {
+	if err := Detach(&on, name); err != nil {
 		return res, err
 	}
 	if err := tap.Delete(name); err != nil {
