@@ -4,15 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/nldump"
+	"github.com/tapbridge/tapbridge/internal/sysctl"
 )
 
 // raSysctls are the per-interface IPv6 settings that decide whether and how
@@ -21,19 +19,15 @@ import (
 // addresses, and a bridge starts with the defaults.
 var raSysctls = []string{"accept_ra", "accept_ra_defrtr", "accept_ra_pinfo", "accept_ra_rtr_pref", "autoconf", "use_tempaddr"}
 
-// sysctlDir is the per-interface IPv6 sysctl directory; tests do not move it
-// (it is per network namespace already).
-const sysctlDir = "/proc/sys/net/ipv6/conf"
-
 // copyRASysctls gives to the router-advertisement settings of from. It is
 // best effort: an interface without IPv6 has none.
 func copyRASysctls(from, to string) {
 	for _, k := range raSysctls {
-		v, err := os.ReadFile(filepath.Join(sysctlDir, from, k))
+		v, err := sysctl.Read(sysctl.Iface("ipv6", from, k))
 		if err != nil {
 			continue
 		}
-		_ = os.WriteFile(filepath.Join(sysctlDir, to, k), []byte(strings.TrimSpace(string(v))), 0o644)
+		_ = sysctl.Write(sysctl.Iface("ipv6", to, k), v)
 	}
 }
 
