@@ -28,7 +28,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		upCommand(), downCommand(), statusCommand(), tapCommand(), macCommand(), gcCommand(), checkCommand(),
+		upCommand(), downCommand(), statusCommand(), tapCommand(), macCommand(), gcCommand(), checkCommand(), libvirtHookCommand(),
 		{name: "version", summary: "print the version", run: func(_ []string, out io.Writer) error {
 			fmt.Fprintf(out, "tapbridge %s\n", Version)
 			return nil
@@ -74,7 +74,7 @@ func run(args []string, out io.Writer) error {
 	if len(args) == 0 || args[0] == "help" || args[0] == "--help" || args[0] == "-h" {
 		var b strings.Builder
 		for _, c := range cmds {
-			fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+			fmt.Fprintf(&b, "  %-12s %s\n", c.name, c.summary)
 		}
 		fmt.Fprintf(out, mainHelp, b.String())
 		return nil
