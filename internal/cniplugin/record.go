@@ -2,9 +2,9 @@ package cniplugin
 
 import (
 	"crypto/sha256"
-	"encoding/json"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
