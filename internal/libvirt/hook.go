@@ -114,11 +114,34 @@ func checkDomain(c *config.Conf, d *Domain) error {
 	return nil
 }
 
+// started is what Hook records at "start" of a domain's TAPs: libvirt
+// passes the XML of "stopped" and "release" without the TAPs' names.
+type started struct {
+	Bridge   []string `json:"bridge,omitempty"`   // TAPs of type='bridge' on tapbridge's bridge
+	Ethernet []string `json:"ethernet,omitempty"` // TAPs of type='ethernet'
+}
+
 // start applies the policy of every bridge interface on the configured
-// bridge; on failure it removes those it applied.
+// bridge; on failure it removes those it applied. It first records the
+// domain's TAPs, so that release finds them even after a crash here.
 func start(c *config.Conf, d *Domain) error {
 	if err := checkDomain(c, d); err != nil {
 		return err
+	}
+	var rec started
+	for _, i := range d.Interfaces {
+		switch {
+		case i.Target == "":
+		case ours(c, i):
+			rec.Bridge = append(rec.Bridge, i.Target)
+		case i.Type == "ethernet":
+			rec.Ethernet = append(rec.Ethernet, i.Target)
+		}
+	}
+	if len(rec.Bridge)+len(rec.Ethernet) > 0 {
+		if err := saveStarted(d, rec); err != nil {
+			return err
+		}
 	}
 	var done []string
 	for _, i := range d.Interfaces {
@@ -152,37 +175,60 @@ func undo(ports []string, err error) error {
 	return err
 }
 
-// release removes what the domain's interfaces left: the policies of its
-// bridge TAPs, and the fronts and policies of its ethernet TAPs, each only
-// when the TAP is gone (a TAP of that name that exists belongs to another
-// domain by now, or was never deleted: either way it keeps its policy).
+// release removes what the domain's interfaces left, from what start
+// recorded: the policies of its bridge TAPs, and the fronts and policies of
+// its ethernet TAPs (when no downscript removed them), each only when the
+// TAP is gone (a TAP of that name that exists belongs to another domain by
+// now, or was never deleted: either way it keeps its policy). Then the
+// domain's saved XML and record go.
 func release(c *config.Conf, d *Domain) error {
+	if !uuidRE.MatchString(d.UUID) {
+		return nil // nothing was saved under its name
+	}
+	var rec started
+	err := state.ReadJSON(startedPath(d.UUID), &rec)
+	if err != nil && !errors.Is(err, state.ErrNotExist) {
+		return err
+	}
 	var errs []error
-	for _, i := range d.Interfaces {
-		if i.Target == "" || tapExists(i.Target) {
+	for _, t := range rec.Bridge {
+		if tapExists(t) {
 			continue
 		}
-		switch {
-		case ours(c, i):
-			if err := withPolicyLock(func() error { return policy.Remove(i.Target) }); err != nil {
-				errs = append(errs, err)
-			}
-		case i.Type == "ethernet":
-			cc := *c
-			if b := vmport.BridgeOf(i.Target); b != "" {
-				cc.Bridge = b
-			}
-			if err := vmport.Detach(&cc, i.Target); err != nil {
-				errs = append(errs, err)
-			}
+		if err := withPolicyLock(func() error { return policy.Remove(t) }); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	if d.UUID != "" {
-		if err := state.Remove(savedPath(d.UUID)); err != nil {
+	for _, t := range rec.Ethernet {
+		if tapExists(t) {
+			continue
+		}
+		cc := *c
+		if b := vmport.BridgeOf(t); b != "" {
+			cc.Bridge = b
+		}
+		if err := vmport.Detach(&cc, t); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...) // the record stays, for the next release
+	}
+	for _, p := range []string{startedPath(d.UUID), savedPath(d.UUID)} {
+		if err := state.Remove(p); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func startedPath(uuid string) string { return filepath.Join(SavedDir(), uuid+".started") }
+
+func saveStarted(d *Domain, rec started) error {
+	if !uuidRE.MatchString(d.UUID) {
+		return fmt.Errorf("domain %q: no valid <uuid> in the XML of the start hook", d.Name)
+	}
+	return state.WriteJSON(startedPath(d.UUID), rec)
 }
 
 // tapExists reports whether a link called name exists. On an error other
