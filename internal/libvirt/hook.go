@@ -64,7 +64,12 @@ func Hook(c *config.Conf, args []string, xmlIn io.Reader) error {
 		if err := checkDomain(c, d); err != nil {
 			return err
 		}
-		return save(d, data)
+		for _, i := range d.Interfaces {
+			if i.Type == "ethernet" {
+				return save(d, data) // for its script, qemu-ifup
+			}
+		}
+		return nil
 	case OpStart:
 		return start(c, d)
 	default:

@@ -13,7 +13,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/config"
 )
 
-func read(t *testing.T, name string) []byte {
+func read(t testing.TB, name string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
