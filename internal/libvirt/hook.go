@@ -49,6 +49,9 @@ func Hook(c *config.Conf, args []string, xmlIn io.Reader) error {
 	switch op {
 	case OpPrepare, OpStart, OpRelease:
 	default:
+		// Read what libvirt writes anyway: a hook that exits before
+		// reading a large domain XML would fail libvirt's write.
+		_, _ = io.Copy(io.Discard, xmlIn)
 		return nil
 	}
 	data, err := io.ReadAll(xmlIn)
