@@ -64,6 +64,8 @@ EOF
 install -D -m 0755 "$BIN/tapbridge" /usr/local/bin/tapbridge
 install -D -m 0755 "$BIN/qemu-ifup" /usr/local/libexec/tapbridge/qemu-ifup
 ln -sf qemu-ifup /usr/local/libexec/tapbridge/qemu-ifdown
+install -m 4755 "$BIN/qemu-ifup" /usr/local/libexec/tapbridge/tapbridge-bridge-helper
+echo 'allow br0' >/etc/tapbridge/bridge.conf
 # the hook, as docs/libvirt.md installs it
 install -m 0755 "$HOOK" /etc/libvirt/hooks/qemu.d/tapbridge
 # A probe that runs after tapbridge's hook: what is there at "start".
@@ -186,6 +188,93 @@ func (l *libvirtd) stop(t *testing.T, done chan error) {
 	}
 }
 
+// session is the environment of the ordinary user (nobody) whose
+// qemu:///session libvirtd runs in libvirtd's namespaces.
+func (l *libvirtd) session() []string {
+	return []string{"HOME=" + filepath.Join(l.dir, "session", "home"), "XDG_RUNTIME_DIR=" + filepath.Join(l.dir, "session", "run"), "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+}
+
+// asNobody is the command line that runs args as nobody in libvirtd's
+// namespaces, with the session's environment.
+func (l *libvirtd) asNobody(args ...string) []string {
+	return append(append([]string{"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "env"}, l.session()...), args...)
+}
+
+// startSession starts nobody's session libvirtd, whose qemu.conf names
+// tapbridge's bridge helper, and waits until virsh reaches it. Cleanup
+// destroys its domains and stops it by PID.
+func (l *libvirtd) startSession(t *testing.T) {
+	t.Helper()
+	home, run := filepath.Join(l.dir, "session", "home"), filepath.Join(l.dir, "session", "run")
+	for _, d := range []string{filepath.Join(home, ".config", "libvirt"), run} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := "bridge_helper = \"/usr/local/libexec/tapbridge/tapbridge-bridge-helper\"\nstdio_handler = \"file\"\n"
+	if err := os.WriteFile(filepath.Join(home, ".config", "libvirt", "qemu.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// nobody owns its session, and may reach it (and the guest's files).
+	if err := filepath.WalkDir(filepath.Join(l.dir, "session"), func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chown(p, 65534, 65534)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(l.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := l.nsenter(l.asNobody("libvirtd")...)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 2 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if out, err := l.sessionVirsh("list", "--name"); err == nil {
+			for _, name := range strings.Fields(out) {
+				_, _ = l.sessionVirsh("destroy", name)
+			}
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("session libvirtd's output:\n%s", log.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := l.sessionVirsh("version"); err == nil {
+			return
+		}
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("session libvirtd exited: %v\n%s", err, log.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("virsh cannot reach the session libvirtd after 30s:\n%s", log.String())
+		}
+	}
+}
+
+func (l *libvirtd) sessionVirsh(args ...string) (string, error) {
+	return l.run(l.asNobody(append([]string{"virsh", "-q", "-c", "qemu:///session"}, args...)...)...)
+}
+
 // nsenter is the command line that enters libvirtd's namespaces.
 func (l *libvirtd) nsenter(args ...string) *exec.Cmd {
 	cmd := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(l.cmd.Process.Pid), "-m", "-n", "--"}, args...)...)
@@ -246,43 +335,76 @@ func guestDomain(name, iface, metadata string, img *testbed.Image, console strin
 
 var vnetRE = regexp.MustCompile(`\bvnet[0-9]+\b`)
 
-// TestLibvirt drives Debian's libvirtd with three domains, one for each way
-// of docs/libvirt.md that runs as root, on the test LAN's bridge, with
-// tapbridge.conf asking for macSpoofCheck (which needs the guest's MAC that
-// libvirt's cleared environment does not carry):
+// TestLibvirt drives Debian's libvirtd with four domains, one for each way
+// of docs/libvirt.md, at once, on the test LAN's bridge:
 //
 //   - vm-script: <interface type='ethernet'> with tapbridge's qemu-ifup and
-//     qemu-ifdown, isolated="yes" in the domain's tapbridge metadata;
-//   - vm-bridge: <interface type='bridge'> with tapbridge's hook,
-//     isolated="yes" too;
+//     qemu-ifdown; its metadata asks for mac-spoof-check (which needs the
+//     guest's MAC that libvirt's cleared environment does not carry) and
+//     isolated="yes";
 //   - vm-tap: <interface type='ethernet'> with <target managed='no'> on a
-//     TAP made by `tapbridge tap add`.
+//     TAP made by `tapbridge tap add --mac-spoof-check`;
+//   - vm-session: <interface type='bridge'> in nobody's qemu:///session,
+//     with tapbridge's bridge helper (setuid root);
+//   - vm-bridge: <interface type='bridge'> with tapbridge's hook, the same
+//     metadata as vm-script.
 //
 // Each guest leases its address from the LAN's DHCP server and serves a
-// page to the router; while it runs its port has its policy (and the
-// metadata's isolation); the bridge TAP had its policy at libvirt's
-// "start" hook, before QEMU existed; after `virsh destroy` (and `tap del`
-// for the unmanaged TAP) nothing is left: no link, no policy, no saved XML.
+// page to the router; while it runs its port has its policy, with the
+// guest's MAC where a spoof check asks for it and the metadata's
+// isolation; the bridge TAP had its policy at libvirt's "start" hook,
+// before QEMU existed; after `virsh destroy` (and `tap del` for the
+// unmanaged TAP, `tapbridge gc` for the helper's front, as -netdev bridge
+// runs no down script) nothing is left: no link, no policy, no saved XML.
 func TestLibvirt(t *testing.T) {
 	needRoot(t)
 	if err := checkLibvirt(); err != nil {
 		t.Skip(err)
 	}
 	lan := testbed.NewLAN(t, testbed.LANOptions{DHCP: true})
-	l := startLibvirtd(t, lan.HV, `{"bridge": "br0", "macSpoofCheck": true}`)
+	l := startLibvirtd(t, lan.HV, `{"bridge": "br0"}`)
 	l.mustRun(t, "tapbridge", "up", "--bridge", "br0", "--uplink", "eth0")
-	img := testbed.BuildImage(t)
+	l.startSession(t)
+	// The guest's files, readable by nobody's QEMU too.
+	built := testbed.BuildImage(t)
+	img := *built
+	for _, f := range []*string{&img.Kernel, &img.Initrd} {
+		data, err := os.ReadFile(*f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*f = filepath.Join(l.dir, "session", filepath.Base(*f))
+		if err := os.WriteFile(*f, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 
-	const meta = `<tapbridge:port xmlns:tapbridge="https://tapbridge.dev/libvirt/1" isolated="yes"/>`
+	const meta = `<tapbridge:port xmlns:tapbridge="https://tapbridge.dev/libvirt/1" mac-spoof-check="yes" isolated="yes"/>`
 	type vm struct {
 		name, iface, meta, mac string
+		session                bool
+		macCheck, isolated     bool
 		port                   string // the bridge port, once known
 	}
 	vms := []*vm{
-		{name: "vm-script", iface: `<interface type='ethernet'><mac address='%s'/><script path='/usr/local/libexec/tapbridge/qemu-ifup'/><downscript path='/usr/local/libexec/tapbridge/qemu-ifdown'/><model type='virtio'/><rom enabled='no'/></interface>`, meta: meta},
-		{name: "vm-bridge", iface: `<interface type='bridge'><mac address='%s'/><source bridge='br0'/><model type='virtio'/><rom enabled='no'/></interface>`, meta: meta},
-		{name: "vm-tap", iface: `<interface type='ethernet'><mac address='%s'/><target dev='vm-tap-0' managed='no'/><model type='virtio'/><rom enabled='no'/></interface>`},
+		{name: "vm-script", iface: `<interface type='ethernet'><mac address='%s'/><script path='/usr/local/libexec/tapbridge/qemu-ifup'/><downscript path='/usr/local/libexec/tapbridge/qemu-ifdown'/><model type='virtio'/><rom enabled='no'/></interface>`, meta: meta, macCheck: true, isolated: true},
+		{name: "vm-tap", iface: `<interface type='ethernet'><mac address='%s'/><target dev='vm-tap-0' managed='no'/><model type='virtio'/><rom enabled='no'/></interface>`, macCheck: true},
+		{name: "vm-session", iface: `<interface type='bridge'><mac address='%s'/><source bridge='br0'/><model type='virtio'/><rom enabled='no'/></interface>`, session: true},
+		{name: "vm-bridge", iface: `<interface type='bridge'><mac address='%s'/><source bridge='br0'/><model type='virtio'/><rom enabled='no'/></interface>`, meta: meta, macCheck: true, isolated: true},
 	}
+	console := func(v *vm) string { return filepath.Join(l.dir, "session", v.name+".console") }
+	defer func() {
+		if t.Failed() {
+			for _, v := range vms {
+				data, _ := os.ReadFile(console(v))
+				qlog, _ := os.ReadFile(l.root("/var/log/libvirt/qemu/" + v.name + ".log"))
+				if v.session {
+					qlog, _ = os.ReadFile(filepath.Join(l.dir, "session", "home", ".cache", "libvirt", "qemu", "log", v.name+".log"))
+				}
+				t.Logf("%s: console:\n%s\nlibvirt's log:\n%s", v.name, data, qlog)
+			}
+		}
+	}()
 	for _, v := range vms {
 		mac, err := testbed.RandomMAC()
 		if err != nil {
@@ -290,26 +412,21 @@ func TestLibvirt(t *testing.T) {
 		}
 		v.mac = mac
 		if v.name == "vm-tap" {
-			l.mustRun(t, "tapbridge", "tap", "add", "vm-tap-0", "--config", "/etc/tapbridge/tapbridge.conf", "--mac", mac)
+			l.mustRun(t, "tapbridge", "tap", "add", "vm-tap-0", "--config", "/etc/tapbridge/tapbridge.conf", "--mac", mac, "--mac-spoof-check")
 		}
-		xmlPath := filepath.Join(l.dir, v.name+".xml")
-		xml := guestDomain(v.name, fmt.Sprintf(v.iface, mac), v.meta, img, filepath.Join(l.dir, v.name+".console"))
+		xmlPath := filepath.Join(l.dir, "session", v.name+".xml")
+		xml := guestDomain(v.name, fmt.Sprintf(v.iface, mac), v.meta, &img, console(v))
 		if err := os.WriteFile(xmlPath, []byte(xml), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := l.virsh("create", xmlPath); err != nil {
+		virsh := l.virsh
+		if v.session {
+			virsh = l.sessionVirsh
+		}
+		if out, err := virsh("create", xmlPath); err != nil {
 			t.Fatalf("virsh create %s: %v\n%s", v.name, err, out)
 		}
 	}
-	defer func() {
-		if t.Failed() {
-			for _, v := range vms {
-				data, _ := os.ReadFile(filepath.Join(l.dir, v.name+".console"))
-				qlog, _ := os.ReadFile(l.root("/var/log/libvirt/qemu/" + v.name + ".log"))
-				t.Logf("%s: console:\n%s\nlibvirt's log:\n%s", v.name, data, qlog)
-			}
-		}
-	}()
 
 	dhcp := lan.DHCPServers()[0]
 	for _, v := range vms {
@@ -317,7 +434,7 @@ func TestLibvirt(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: no lease for %s: %v", v.name, v.mac, err)
 		}
-		if err := waitFile(filepath.Join(l.dir, v.name+".console"), "TB-READY", 60*time.Second); err != nil {
+		if err := waitFile(console(v), "TB-READY", 60*time.Second); err != nil {
 			t.Fatalf("%s: %v", v.name, err)
 		}
 		url := "http://" + lease.IP.String() + "/"
@@ -328,22 +445,29 @@ func TestLibvirt(t *testing.T) {
 	}
 
 	// The ports and their policies while the guests run.
-	ifaces := l.mustRun(t, "virsh", "-q", "-c", "qemu:///system", "domiflist", "vm-bridge")
-	vnet := vnetRE.FindString(ifaces)
-	if vnet == "" {
-		t.Fatalf("virsh domiflist vm-bridge names no vnet TAP:\n%s", ifaces)
-	}
+	vnet := vnetRE.FindString(l.mustRun(t, "virsh", "-q", "-c", "qemu:///system", "domiflist", "vm-bridge"))
 	scriptTAP := vnetRE.FindString(l.mustRun(t, "virsh", "-q", "-c", "qemu:///system", "domiflist", "vm-script"))
-	vms[0].port, vms[1].port, vms[2].port = frontPort(scriptTAP), vnet, frontPort("vm-tap-0")
+	sessionTAP := regexp.MustCompile(`\btap[0-9]+\b`).FindString(l.mustRun(t, l.asNobody("virsh", "-q", "-c", "qemu:///session", "domiflist", "vm-session")...))
+	if vnet == "" || scriptTAP == "" || sessionTAP == "" {
+		t.Fatalf("TAPs of vm-bridge, vm-script, vm-session: %q %q %q", vnet, scriptTAP, sessionTAP)
+	}
+	vms[0].port, vms[1].port, vms[2].port, vms[3].port = frontPort(scriptTAP), frontPort("vm-tap-0"), frontPort(sessionTAP), vnet
 	policies := portPolicies(t, lan.HV)
+	ruleset := lan.HV.MustExec(t, "nft", "list", "ruleset")
 	for _, v := range vms {
 		if !contains(policies, v.port) {
 			t.Errorf("%s: port %s has no policy; ports with one: %v", v.name, v.port, policies)
 		}
-		detail := lan.HV.MustExec(t, "bridge", "-d", "link", "show", "dev", v.port)
-		if iso := strings.Contains(detail, "isolated on"); iso != (v.meta != "") {
-			t.Errorf("%s: port %s isolated=%v; want %v (the domain's metadata):\n%s", v.name, v.port, iso, v.meta != "", detail)
+		if got := strings.Contains(ruleset, v.mac); got != v.macCheck {
+			t.Errorf("%s: guest MAC %s in the ruleset = %v; want %v (mac-spoof-check)", v.name, v.mac, got, v.macCheck)
 		}
+		detail := lan.HV.MustExec(t, "bridge", "-d", "link", "show", "dev", v.port)
+		if iso := strings.Contains(detail, "isolated on"); iso != v.isolated {
+			t.Errorf("%s: port %s isolated=%v; want %v:\n%s", v.name, v.port, iso, v.isolated, detail)
+		}
+	}
+	if t.Failed() {
+		t.Logf("ruleset:\n%s", ruleset)
 	}
 	// At libvirt's start hook, the bridge TAP was up on br0 with its policy
 	// and QEMU had not been started (no PID file).
@@ -361,18 +485,23 @@ func TestLibvirt(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^\d+: ` + vnet + `: <[^>]*\bUP\b[^>]*>.* master br0 `).MatchString(sections[2]) {
 		t.Errorf("at the start hook %s was not up on br0:\n%s", vnet, sections[2])
 	}
-	if !strings.Contains(sections[3], vnet) {
-		t.Errorf("at the start hook %s had no policy in the ruleset:\n%s", vnet, sections[3])
+	if !strings.Contains(sections[3], vnet) || !strings.Contains(sections[3], vms[3].mac) {
+		t.Errorf("at the start hook %s had no policy with the guest's MAC in the ruleset:\n%s", vnet, sections[3])
 	}
 
 	// virsh destroy: nothing of vm-script and vm-bridge is left; vm-tap's
-	// TAP stays (managed='no') until tap del.
+	// TAP stays (managed='no') until tap del, the helper's front until gc.
 	for _, v := range vms {
-		if _, err := l.virsh("destroy", v.name); err != nil {
+		virsh := l.virsh
+		if v.session {
+			virsh = l.sessionVirsh
+		}
+		if _, err := virsh("destroy", v.name); err != nil {
 			t.Fatal(err)
 		}
 	}
 	l.mustRun(t, "tapbridge", "tap", "del", "vm-tap-0")
+	l.mustRun(t, "tapbridge", "gc")
 	if diff := cmp.Diff([]string{"br0 bridge", "eth0 veth master=br0", "lo device"}, cniLinks(t, lan.HV)); diff != "" {
 		t.Errorf("links after virsh destroy (-want +got):\n%s", diff)
 	}

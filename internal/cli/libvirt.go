@@ -25,7 +25,9 @@ with a cleared environment: qemu-ifup finds the guest MAC and the metadata
 there). At "start", when libvirt has made and enslaved the TAPs but QEMU
 does not run yet, every <interface type='bridge'> on the configured bridge
 gets its port policy; at "release" the policies go. Other operations do
-nothing. A non-zero exit makes libvirt refuse to start the domain.
+nothing, as does any operation of an unprivileged libvirtd
+(qemu:///session, whose interfaces tapbridge's bridge helper attaches). A
+non-zero exit makes libvirt refuse to start the domain.
 
 The configuration is --config, else /etc/tapbridge/tapbridge.conf if it
 exists (libvirt passes no TAPBRIDGE_CONF). See docs/libvirt.md.
@@ -40,6 +42,13 @@ Examples:
 		path := fs.StringP("config", "c", "", "configuration file (default /etc/tapbridge/tapbridge.conf, if it exists)")
 		if err := parse(fs, args); err != nil {
 			return handled(err)
+		}
+		if os.Geteuid() != 0 {
+			// An unprivileged libvirtd (qemu:///session) runs the same
+			// hooks as its user: its bridge interfaces are the bridge
+			// helper's, and nothing here is the hook's to do.
+			_, _ = io.Copy(io.Discard, stdin)
+			return nil
 		}
 		file, optional := *path, false
 		if file == "" {
