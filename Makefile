@@ -5,13 +5,15 @@ DESTDIR     ?=
 CNI_BIN_DIR ?= /opt/cni/bin
 BIN_DIR     ?= $(CURDIR)/bin
 CNI_TOOLS_DIR ?= $(CURDIR)/.cache/cni-tools
-VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# The version is the last tag (v1.2.3), with the commits since and the
+# hash after it when HEAD is not tagged; 0.0.0-gHASH before the first tag.
+VERSION     ?= $(shell git describe --tags --dirty 2>/dev/null || echo 0.0.0-g$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git diff --quiet HEAD 2>/dev/null || echo -dirty))
 GO          ?= go
 # Upstream CNI tools for tests and benchmarks, from the module proxy.
 CNI_VERSION     := v1.3.1
 PLUGINS_VERSION := v1.10.0
 DEB_PACKAGES := qemu-system-x86 dnsmasq-base busybox-static linux-image-cloud-amd64 \
-	nftables cpio iperf3 tcpdump iproute2 xz-utils zstd kmod libcap2-bin util-linux \
+	nftables cpio iperf3 tcpdump iproute2 xz-utils zstd kmod libcap2-bin util-linux lintian \
 	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients containerd
 TEST_TIMEOUT ?= 15m
 
@@ -19,14 +21,26 @@ LDFLAGS := -s -w -X github.com/tapbridge/tapbridge/internal/cli.Version=$(VERSIO
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 TEST_ENV := TAPBRIDGE_BIN_DIR=$(BIN_DIR) CNI_TOOLS_DIR=$(CNI_TOOLS_DIR)
 
-.PHONY: help build install test test-unit deps tools lint bench demo clean
+# make install / uninstall (packaging/install.sh does the work).
+SYSCONFDIR  ?= /etc
+# HELPER: how the bridge helper gets its privileges: setuid (root:HELPER_GROUP,
+# 4750), caps (cap_net_admin+ep) or none. Unset: keep what is installed.
+HELPER      ?=
+HELPER_GROUP ?=
+INSTALL_ENV = DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' SYSCONFDIR='$(SYSCONFDIR)' CNI_BIN_DIR='$(CNI_BIN_DIR)' \
+	BIN_DIR='$(BIN_DIR)' SRC_DIR='$(CURDIR)' HELPER='$(HELPER)' HELPER_GROUP='$(HELPER_GROUP)'
+# make deb
+DEB_DIR     ?= $(CURDIR)/.cache/deb
+DEB_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v//; s/-([0-9]+)-g/+\1.g/; s/-/~/g')
+
+.PHONY: help build install uninstall deb test test-unit deps tools lint bench demo clean
 
 help: ## show this help
 	@echo "tapbridge: QEMU VMs on the LAN through a Linux bridge"
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo
-	@echo "Variables: PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) CNI_BIN_DIR=$(CNI_BIN_DIR)"
+	@echo "Variables: PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) CNI_BIN_DIR=$(CNI_BIN_DIR) SYSCONFDIR=$(SYSCONFDIR) HELPER=setuid|caps|none"
 
 build: ## build bin/tapbridge, bin/qemu-ifup, bin/qemu-ifdown, bin/tapbridge-bridge-helper
 	@mkdir -p $(BIN_DIR)
@@ -36,14 +50,14 @@ build: ## build bin/tapbridge, bin/qemu-ifup, bin/qemu-ifdown, bin/tapbridge-bri
 		ln -sf qemu-ifup $(BIN_DIR)/qemu-ifdown && \
 		ln -sf qemu-ifup $(BIN_DIR)/tapbridge-bridge-helper; fi
 
-install: build ## install into $(DESTDIR)$(PREFIX)/bin and the CNI plugin into $(DESTDIR)$(CNI_BIN_DIR)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(CNI_BIN_DIR) $(DESTDIR)$(PREFIX)/libexec/tapbridge
-	install -m 0755 $(BIN_DIR)/tapbridge $(DESTDIR)$(PREFIX)/bin/tapbridge
-	install -m 0755 $(BIN_DIR)/tapbridge $(DESTDIR)$(CNI_BIN_DIR)/tapbridge
-	@if [ -f $(BIN_DIR)/qemu-ifup ]; then \
-		install -m 0755 $(BIN_DIR)/qemu-ifup $(DESTDIR)$(PREFIX)/libexec/tapbridge/qemu-ifup && \
-		ln -sf qemu-ifup $(DESTDIR)$(PREFIX)/libexec/tapbridge/qemu-ifdown && \
-		install -m 0755 $(BIN_DIR)/qemu-ifup $(DESTDIR)$(PREFIX)/libexec/tapbridge/tapbridge-bridge-helper; fi
+install: build ## install binaries, units, man pages, completion, example configs; HELPER=setuid|caps|none (default: keep)
+	$(INSTALL_ENV) sh packaging/install.sh install
+
+uninstall: ## remove what install put there (configurations you changed stay)
+	$(INSTALL_ENV) sh packaging/install.sh uninstall
+
+deb: build ## build the Debian package (dpkg-deb) into .cache/deb (DEB_DIR)
+	BIN_DIR='$(BIN_DIR)' SRC_DIR='$(CURDIR)' DEB_DIR='$(DEB_DIR)' DEB_VERSION='$(DEB_VERSION)' sh packaging/deb.sh
 
 deps: ## install what the tests need on a fresh Debian machine (apt-get, Go modules)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

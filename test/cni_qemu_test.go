@@ -54,7 +54,7 @@ func TestCNIQEMU(t *testing.T) {
 			}
 			opts := testbed.GuestOpts{NetNS: sb, Netdev: "tap,ifname=eth0,script=no,downscript=no", MAC: tt.mac, Credential: nobody}
 			if tt.mode == "host" {
-				opts.NetNS, opts.Netdev = lan.HV, "tap,ifname="+r.Interfaces[0].Name+",script=no,downscript=no"
+				opts.NetNS, opts.Netdev = lan.HV, "tap,ifname="+r.Interfaces[1].Name+",script=no,downscript=no" // [0] is its front
 			}
 			if guest := r.Interfaces[len(r.Interfaces)-1]; guest.Mac != tt.mac {
 				t.Errorf("result: guest MAC %s, want %s", guest.Mac, tt.mac)

@@ -90,10 +90,9 @@ func TestCNItool(t *testing.T) {
 				t.Errorf("IPs (-want +got):\n%s", diff)
 			}
 			if tt.hostTAP {
-				// [0] is the bridge port (the TAP's front), [1] the TAP.
-				tap := r.Interfaces[1].Name
-				if !strings.HasPrefix(tap, "tbt") || r.Interfaces[1].Sandbox != "" {
-					t.Errorf("host mode: second interface %+v, want the host TAP tbt...", *r.Interfaces[1])
+				port, tap := r.Interfaces[0].Name, r.Interfaces[1].Name
+				if !strings.HasPrefix(port, "tbv") || !strings.HasPrefix(tap, "tbt") || r.Interfaces[1].Sandbox != "" {
+					t.Errorf("host mode: interfaces %+v, %+v; want the TAP's front tbv... and the host TAP tbt...", *r.Interfaces[0], *r.Interfaces[1])
 				}
 				tapInfo(t, b.hv, tap)
 			} else {

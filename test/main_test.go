@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,8 +19,10 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
 	binDir, toolsDir = os.Getenv("TAPBRIDGE_BIN_DIR"), os.Getenv("CNI_TOOLS_DIR")
-	if os.Geteuid() == 0 && (binDir == "" || toolsDir == "") {
+	// With -short every test here skips (testbed.NewNetNS): build nothing.
+	if os.Geteuid() == 0 && !testing.Short() && (binDir == "" || toolsDir == "") {
 		tmp, err := os.MkdirTemp("", "tapbridge-e2e-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -68,10 +71,14 @@ func bin(name string) string { return filepath.Join(binDir, name) }
 // tool returns the path of cnitool or an upstream CNI plugin.
 func tool(name string) string { return filepath.Join(toolsDir, name) }
 
-// needRoot skips tests that create namespaces when not run as root.
+// needRoot skips the end-to-end tests when not run as root, and with
+// -short (`make test-unit` runs the unit tests only).
 func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces")
+	}
+	if testing.Short() {
+		t.Skip("-short: an end-to-end test (run as root without -short)")
 	}
 }

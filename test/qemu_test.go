@@ -548,8 +548,9 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			// Real uid nobody; effective root, for the state directory.
-			want: map[string]string{"Uid": "65534 0 0 0", "CapBnd": netAdmin},
+			// Root as real and saved uid too, from before it takes a lock
+			// until it exits: its caller (nobody) cannot stop it.
+			want: map[string]string{"Uid": "0 0 0 0", "CapBnd": netAdmin},
 		},
 		{
 			name: "file capability",
@@ -579,7 +580,7 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 			}
 			b := &qemuBed{dir: dir, conf: filepath.Join(dir, "tapbridge.conf"), acl: filepath.Join(dir, "bridge.conf"),
 				runDir: filepath.Join(dir, "run"), helper: filepath.Join(dir, "tapbridge-bridge-helper")}
-			if err := os.MkdirAll(filepath.Join(b.runDir, "lock"), 0o755); err != nil {
+			if err := os.MkdirAll(filepath.Join(b.runDir, "lock", "bridge"), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			b.writeACL(t, "allow br0\n")
@@ -597,7 +598,7 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 
 			// The lock file as docs/qemu.md says to make it for the file
 			// capability: writable by the QEMU users' group.
-			lockPath := filepath.Join(b.runDir, "lock", "br0.lock")
+			lockPath := filepath.Join(b.runDir, "lock", "bridge", "br0.lock")
 			lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o660)
 			if err != nil {
 				t.Fatal(err)
@@ -688,6 +689,15 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 					t.Errorf("thread %s of the helper (-want +got):\n%s", task.Name(), diff)
 				}
 			}
+			// Its caller tries to stop it while it waits at (and would then
+			// hold) the bridge lock: only the file-capability install, which
+			// runs as the caller, can be stopped (docs/qemu.md).
+			stop := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "kill", "-STOP", fmt.Sprint(cmd.Process.Pid))
+			stopOut, stopErr := stop.CombinedOutput()
+			if stoppable := tt.name == "file capability"; (stopErr == nil) != stoppable {
+				t.Errorf("kill -STOP by the caller: %v %s; want stoppable %v", stopErr, stopOut, stoppable)
+			}
+			_ = cmd.Process.Signal(syscall.SIGCONT)
 			unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 			select {
 			case <-done:
@@ -716,6 +726,13 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 			unix.Close(tapFDs[0])
 			if out := n.MustExec(t, "ip", "-o", "link", "show", "type", "tun"); strings.Contains(out, "tap0") {
 				t.Errorf("the helper's TAP outlived its last descriptor: %s", out)
+			}
+			// br0 loses its carrier with its last port, reported
+			// asynchronously (linkwatch): wait before the links are compared.
+			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if strings.Contains(n.MustExec(t, "ip", "link", "show", "dev", "br0"), "NO-CARRIER") {
+					break
+				}
 			}
 
 			// The privileged binary run under the hooks' names by the user

@@ -35,7 +35,29 @@ func newUplinkLAN(t *testing.T) *uplinkLAN {
 	t.Helper()
 	needRoot(t)
 	lan := testbed.NewLAN(t, testbed.UplinkOptions())
-	return &uplinkLAN{router: lan.Router, hv: lan.HV, runDir: t.TempDir()}
+	l := &uplinkLAN{router: lan.Router, hv: lan.HV, runDir: t.TempDir()}
+	l.settle(t, "eth0")
+	return l
+}
+
+// settle waits until link has its carrier and no tentative IPv6 address:
+// the kernel adds the routes of an address and ends DAD asynchronously
+// (linkwatch), and a state dumped before then differs from one dumped
+// after for reasons that have nothing to do with tapbridge.
+func (l *uplinkLAN) settle(t testing.TB, link string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		lk, err1 := l.hv.Exec("ip", "link", "show", "dev", link)
+		tent, err2 := l.hv.Exec("ip", "-6", "addr", "show", "dev", link, "tentative")
+		if err1 == nil && err2 == nil && strings.Contains(lk, "LOWER_UP") && strings.TrimSpace(tent) == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not settle in 10s:\n%s\n%s", link, lk, tent)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func mustRun(t testing.TB, args ...string) string {
@@ -215,13 +237,25 @@ func TestUpDownRestoresExactly(t *testing.T) {
 	}
 }
 
+// TestDownKeepsBridgeWithOtherPorts: `down` with VM ports on the bridge
+// refuses, naming how many remain, and changes nothing; with --force it
+// restores the uplink and keeps the bridge for the VMs.
 func TestDownKeepsBridgeWithOtherPorts(t *testing.T) {
 	l := newUplinkLAN(t)
 	before := l.dump(t)
 	l.mustTapbridge(t, "up", "--uplink", "eth0")
-	l.ip(t, "link", "add", "vmport0", "type", "veth", "peer", "name", "vmport0p")
-	l.ip(t, "link", "set", "vmport0", "master", "br0")
-	out := l.mustTapbridge(t, "down")
+	for _, p := range []string{"vmport0", "vmport1"} {
+		l.ip(t, "link", "add", p, "type", "veth", "peer", "name", p+"p")
+		l.ip(t, "link", "set", p, "master", "br0")
+	}
+	migrated := l.dump(t)
+	out, err := l.tapbridge(nil, "down")
+	if err == nil || !strings.Contains(out, `bridge "br0" still has 2 VM ports (vmport0, vmport1)`) || !strings.Contains(out, "--force") || strings.Count(strings.TrimSpace(out), "\n") > 0 {
+		t.Errorf("down with VM ports: %v, said %q; want one line refusing, naming 2 ports and --force", err, out)
+	}
+	l.assertState(t, migrated)
+	l.ip(t, "link", "del", "vmport1")
+	out = l.mustTapbridge(t, "down", "--force")
 	if !strings.Contains(out, `bridge "br0" kept: it still has 1 ports`) {
 		t.Errorf("down said %q", out)
 	}

@@ -12,10 +12,17 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/ifname"
 	"github.com/tapbridge/tapbridge/internal/mac"
+	"github.com/tapbridge/tapbridge/internal/nldump"
 )
 
 // ErrNotFound matches a link that does not exist.
 var ErrNotFound = errors.New("no such interface")
+
+// MaxPorts is how many ports the kernel lets a bridge have.
+const MaxPorts = 1023
+
+// ErrFull matches a bridge that has MaxPorts ports already.
+var ErrFull = errors.New("no free port number")
 
 // ErrNotBridge matches a name that exists but is not a bridge.
 var ErrNotBridge = errors.New("not a bridge")
@@ -120,9 +127,10 @@ func Delete(name string) error {
 
 // Ports returns the links enslaved to br.
 func Ports(br netlink.Link) ([]netlink.Link, error) {
-	links, err := netlinksafe.LinkList()
+	// A partial dump would report an empty bridge, which is then deleted.
+	links, err := nldump.LinkList()
 	if err != nil {
-		return nil, fmt.Errorf("listing links: %w", err)
+		return nil, err
 	}
 	var ports []netlink.Link
 	for _, l := range links {
@@ -161,6 +169,10 @@ func Attach(port netlink.Link, br *netlink.Bridge, setMAC bool) (err error) {
 	}
 	if a.MasterIndex != br.Attrs().Index {
 		if err := netlink.LinkSetMasterByIndex(port, br.Attrs().Index); err != nil {
+			if errors.Is(err, unix.EXFULL) {
+				// Port numbers are 10 bits and 0 is reserved (BR_MAX_PORTS).
+				return fmt.Errorf("attaching %q: bridge %q is full (%d ports): %w", a.Name, br.Attrs().Name, MaxPorts, ErrFull)
+			}
 			return fmt.Errorf("attaching %q to bridge %q: %w", a.Name, br.Attrs().Name, err)
 		}
 	}

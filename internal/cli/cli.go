@@ -6,10 +6,12 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/state"
 )
 
 // Version is set at build time.
@@ -20,15 +22,18 @@ var ErrUsage = errors.New("usage")
 
 type command struct {
 	name    string
+	hidden  bool // not listed in --help nor the man page (man)
 	summary string
-	usage   string // after "tapbridge NAME"
-	help    string // description and examples
+	usage   string   // after "tapbridge NAME"
+	words   []string // what the first argument may be, for completion
+	help    string   // description and examples
 	run     func(args []string, out io.Writer) error
 }
 
 func commands() []command {
 	return []command{
 		upCommand(), downCommand(), statusCommand(), tapCommand(), macCommand(), gcCommand(), checkCommand(), libvirtHookCommand(),
+		completionCommand(), manCommand(),
 		{name: "version", summary: "print the version", run: func(_ []string, out io.Writer) error {
 			fmt.Fprintf(out, "tapbridge %s\n", Version)
 			return nil
@@ -74,7 +79,9 @@ func run(args []string, out io.Writer) error {
 	if len(args) == 0 || args[0] == "help" || args[0] == "--help" || args[0] == "-h" {
 		var b strings.Builder
 		for _, c := range cmds {
-			fmt.Fprintf(&b, "  %-12s %s\n", c.name, c.summary)
+			if !c.hidden {
+				fmt.Fprintf(&b, "  %-10s %s\n", c.name, c.summary)
+			}
 		}
 		fmt.Fprintf(out, mainHelp, b.String())
 		return nil
@@ -96,7 +103,10 @@ func flagSet(c *command, out io.Writer) *pflag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage:\n  tapbridge %s %s\n\n%s\nFlags:\n%s", c.name, c.usage, c.help, fs.FlagUsages())
+		fmt.Fprintf(out, "Usage:\n  tapbridge %s %s\n\n%s\nFlags:\n%s", c.name, c.usage, c.help, formatFlags(fs))
+	}
+	if fc, ok := out.(*flagCapture); ok {
+		fc.fs = fs
 	}
 	return fs
 }
@@ -124,13 +134,15 @@ func handled(err error) error {
 
 // confFlags are the flags shared by commands that read the configuration.
 type confFlags struct {
-	path   string
-	bridge string
+	path        string
+	bridge      string
+	lockTimeout time.Duration
 }
 
 func (f *confFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.path, "config", "c", "", "configuration file (the tapbridge CNI schema); flags override it")
 	fs.StringVarP(&f.bridge, "bridge", "b", "", "bridge name (default \"br0\")")
+	fs.DurationVar(&f.lockTimeout, "lock-timeout", 0, "how long to wait for a lock another tapbridge holds (default "+state.DefaultLockTimeout.String()+", or $"+state.EnvLockTimeout+")")
 }
 
 // load reads the configuration named by --config (or none) and applies the
@@ -145,6 +157,14 @@ func (f *confFlags) load(fs *pflag.FlagSet) (*config.Conf, error) {
 	}
 	if fs.Changed("bridge") {
 		c.Bridge = f.bridge
+	}
+	if fs.Changed("lock-timeout") {
+		if f.lockTimeout <= 0 {
+			return nil, fmt.Errorf("%w: --lock-timeout must be positive, got %v", ErrUsage, f.lockTimeout)
+		}
+		state.SetLockTimeout(f.lockTimeout)
+	} else if _, err := state.LockTimeout(); err != nil {
+		return nil, err // a bad TAPBRIDGE_LOCK_TIMEOUT, before anything changes
 	}
 	return c, nil
 }

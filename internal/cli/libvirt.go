@@ -16,6 +16,7 @@ var stdin io.Reader = os.Stdin
 func libvirtHookCommand() command {
 	c := command{
 		name:    "libvirt-hook",
+		hidden:  true, // run by libvirtd; see docs/libvirt.md
 		summary: "libvirt's QEMU hook: port policy for <interface type='bridge'>",
 		usage:   "[--config FILE] DOMAIN OPERATION SUBOPERATION [EXTRA] < DOMAIN-XML",
 		help: `Run by libvirtd as /etc/libvirt/hooks/qemu.d/tapbridge (conf/libvirt), with

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/event"
 	"github.com/tapbridge/tapbridge/internal/qemuhook"
 )
 
@@ -14,6 +15,7 @@ func tapCommand() command {
 		name:    "tap",
 		summary: "add or delete a persistent TAP on the bridge (for QEMU with script=no)",
 		usage:   "add|del NAME [flags]",
+		words:   []string{"add", "del"},
 		help: `'tap add' creates the persistent TAP NAME, owned by --owner/--group so that a
 QEMU running as that user can open it, and attaches it to the bridge exactly
 as qemu-ifup does (bridge and uplink ensured, the bridge's MTU, a front
@@ -40,6 +42,8 @@ Examples:
 		group := fs.String("group", "", "group (name or gid) allowed to open the TAP (tap add)")
 		multiQueue := fs.Bool("multi-queue", false, "create a multi-queue TAP (QEMU queues=N) (tap add)")
 		vnetHdr := fs.Bool("vnet-hdr", false, "create the TAP with IFF_VNET_HDR (QEMU vnet_hdr=on) (tap add)")
+		uplink := fs.StringP("uplink", "u", "", "the physical NIC the bridge holds (\"uplink\") (tap add)")
+		uplinkVLANs := fs.IntSlice("uplink-vlans", nil, "VLANs the uplink carries tagged, comma-separated (\"uplinkVlans\"; needs --uplink) (tap add)")
 		var pf policyFlags
 		pf.register(fs)
 		if err := parse(fs, args); err != nil {
@@ -54,7 +58,7 @@ Examples:
 			return err
 		}
 		if verb == "del" {
-			for _, f := range []string{"owner", "group", "multi-queue", "vnet-hdr"} {
+			for _, f := range []string{"owner", "group", "multi-queue", "vnet-hdr", "uplink", "uplink-vlans"} {
 				if fs.Changed(f) {
 					return fmt.Errorf("%w: --%s is for 'tap add'", ErrUsage, f)
 				}
@@ -76,11 +80,18 @@ Examples:
 		if fs.Changed("vnet-hdr") {
 			conf.VnetHdr = *vnetHdr
 		}
+		if fs.Changed("uplink") {
+			conf.Uplink = *uplink
+		}
+		if fs.Changed("uplink-vlans") {
+			conf.UplinkVLANs = *uplinkVLANs
+		}
 		if err := conf.Validate(); err != nil {
 			return err
 		}
 		if verb == "del" {
 			res, err := qemuhook.DeleteTAP(conf, name)
+			logEvent(event.Event{Action: "tap-del", Bridge: res.Bridge, Port: name}, res.Changed, err)
 			if err != nil {
 				return fmt.Errorf("tap del %q: %w", name, err)
 			}
@@ -92,6 +103,7 @@ Examples:
 			return nil
 		}
 		res, err := qemuhook.AddTAP(conf, name)
+		logEvent(event.Event{Action: "tap-add", Bridge: conf.Bridge, Port: name, MAC: conf.MAC}, res.Changed, err)
 		if err != nil {
 			return fmt.Errorf("tap add %q on bridge %q: %w", name, conf.Bridge, err)
 		}

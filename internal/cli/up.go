@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapbridge/tapbridge/internal/event"
+	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/uplink"
 )
 
@@ -19,9 +21,13 @@ func upCommand() command {
 delay 0), then moves the uplink's IPv4 and global IPv6 addresses, its routes
 in every table and the ip rules naming it onto the bridge, enslaves the
 uplink, and only then removes the addresses from it: the host never loses
-connectivity. A snapshot is written to /run/tapbridge/uplink/BRIDGE.json
+connectivity. A snapshot is written to ` + state.Path("uplink", "BRIDGE.json") + `
 first; if the default gateway does not answer on the bridge afterwards, the
 change is rolled back. Idempotent; after a crash, a re-run finishes the job.
+A journal is acted on only when it describes this host (network namespace,
+boot, uplink device) and its snapshot still matches what is live; otherwise
+it is set aside (renamed BRIDGE.json.stale-TIME, kept for inspection) and a
+fresh snapshot of what is live now is taken.
 
 Examples:
   tapbridge up --uplink eth0
@@ -67,6 +73,7 @@ Examples:
 			Bridge: conf.Bridge, Uplink: conf.Uplink, MTU: conf.MTU,
 			ProbeTimeout: timeout, NoProbe: *noProbe, Log: logTo(out),
 		})
+		logEvent(event.Event{Action: "up", Bridge: conf.Bridge, Uplink: conf.Uplink, Detail: res.Message}, res.Changed, err)
 		if err != nil {
 			return err
 		}
@@ -80,20 +87,28 @@ func downCommand() command {
 	c := command{
 		name:    "down",
 		summary: "give the uplink back its addresses, routes and rules",
-		usage:   "[--bridge br0]",
-		help: `The exact reverse of 'up', from the journal: addresses, routes and rules go
-back onto the uplink, the uplink is released, and the bridge is deleted if
-tapbridge created it and no other port remains. Idempotent.
+		usage:   "[--bridge br0] [--force]",
+		help: `Moves back onto the uplink what is live on the bridge now: its addresses
+(with their remaining lifetimes), its routes in every table and the ip rules
+naming it, including those added after 'up'; releases the uplink, and
+deletes the bridge if tapbridge created it and no other port remains. It
+says what differs from the snapshot 'up' took. It refuses while VM ports
+remain on the bridge (they would lose the LAN) unless --force, and refuses
+a journal that does not describe this host (another network namespace, an
+earlier boot, another uplink device): that journal is set aside as
+/run/tapbridge/uplink/BRIDGE.json.stale-TIME. Idempotent.
 
 Examples:
   tapbridge down
   tapbridge down --bridge br0
+  tapbridge down --force        # VMs on br0 lose the LAN
 `,
 	}
 	c.run = func(args []string, out io.Writer) error {
 		fs := flagSet(&c, out)
 		var cf confFlags
 		cf.register(fs)
+		force := fs.Bool("force", false, "go ahead even though VM ports remain on the bridge")
 		if err := parse(fs, args); err != nil {
 			return handled(err)
 		}
@@ -107,7 +122,8 @@ Examples:
 		if err := conf.Validate(); err != nil {
 			return err
 		}
-		res, err := uplink.Down(uplink.Options{Bridge: conf.Bridge, Log: logTo(out)})
+		res, err := uplink.Down(uplink.Options{Bridge: conf.Bridge, Force: *force, Log: logTo(out)})
+		logEvent(event.Event{Action: "down", Bridge: conf.Bridge, Detail: res.Message}, res.Changed, err)
 		if err != nil {
 			return err
 		}
@@ -152,7 +168,7 @@ Examples:
 		if *asJSON {
 			enc := json.NewEncoder(out)
 			enc.SetIndent("", "  ")
-			if err := enc.Encode(st); err != nil {
+			if err := enc.Encode(statusJSON{SchemaVersion: StatusSchemaVersion, Status: st}); err != nil {
 				return err
 			}
 		} else {
@@ -164,6 +180,17 @@ Examples:
 		return nil
 	}
 	return c
+}
+
+// StatusSchemaVersion is the "schemaVersion" of `status --json`
+// (docs/json.md). It changes when a field is removed or changes meaning;
+// new fields may appear without a change.
+const StatusSchemaVersion = 1
+
+// statusJSON is the document `status --json` prints.
+type statusJSON struct {
+	SchemaVersion int `json:"schemaVersion"`
+	*uplink.Status
 }
 
 func printStatus(out io.Writer, st *uplink.Status) {
@@ -191,6 +218,9 @@ func printStatus(out io.Writer, st *uplink.Status) {
 			}
 			fmt.Fprintf(out, "    %-15s %-8s %s MTU %d %s\n", p.Name, p.Type, p.MAC, p.MTU, state)
 		}
+	}
+	for _, p := range st.SetAside {
+		fmt.Fprintf(out, "  set aside: %s (a journal that did not describe this host)\n", p)
 	}
 	if st.Consistent {
 		fmt.Fprintf(out, "  state:     consistent\n")

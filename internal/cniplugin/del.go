@@ -6,13 +6,13 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/nldump"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
 )
@@ -104,7 +104,7 @@ func teardown(c *config.Conf, rec *record, netnsPath string, inode uint64) error
 // (the peer then goes with the host veth).
 func deleteSandboxLinks(rec *record) (grouped bool, err error) {
 	g := Group(rec.ContainerID, rec.IfName)
-	links, err := netlinksafe.LinkList()
+	links, err := nldump.LinkList() // a partial dump could hide a third member of the group
 	if err != nil {
 		return false, fmt.Errorf("listing the links of CNI_NETNS: %w", err)
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/nldump"
+	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/uplink"
 )
 
@@ -38,7 +40,7 @@ const (
 
 // Funcs are the plugin's verbs, for skel.
 func Funcs() skel.CNIFuncs {
-	return skel.CNIFuncs{Add: cmdAdd, Del: cmdDel, Check: cmdCheck, Status: cmdStatus, GC: cmdGC}
+	return skel.CNIFuncs{Add: logged("attach", cmdAdd), Del: logged("detach", cmdDel), Check: cmdCheck, Status: cmdStatus, GC: logged("gc", cmdGC)}
 }
 
 // Main runs the plugin: it reads CNI_* and the configuration on stdin,
@@ -76,6 +78,8 @@ func attachErr(err error) error {
 		return asCNI(err, types.ErrInvalidNetworkConfig)
 	case errors.Is(err, bridge.ErrNotBridge):
 		return asCNI(err, ErrBridge)
+	case errors.Is(err, state.ErrLockTimeout), errors.Is(err, nldump.ErrInterrupted):
+		return asCNI(err, types.ErrTryAgainLater)
 	case errors.Is(err, uplink.ErrNotBridgeable), errors.Is(err, uplink.ErrGatewayUnreachable), errors.Is(err, uplink.ErrNoUplink):
 		return asCNI(err, ErrUplink)
 	}

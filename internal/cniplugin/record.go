@@ -56,18 +56,24 @@ func Group(containerID, ifName string) uint32 {
 	return binary.BigEndian.Uint32(sum[:4])&(1<<30-1) | 1<<30
 }
 
+// recordVersion is the schema version of the records this plugin writes.
+const recordVersion = 1
+
 // record is what DEL and GC need to find an attachment's host-side state.
-// It is written before the first link is made.
+// It is written before the first link is made. It is acted on only when it
+// describes the live host (Version, Host); else it is set aside.
 type record struct {
-	Network     string `json:"network"`
-	ContainerID string `json:"containerID"`
-	IfName      string `json:"ifname"`
-	Mode        string `json:"mode"`
-	Bridge      string `json:"bridge"`
-	HostPort    string `json:"hostPort"`       // the bridge port: host veth or host TAP
-	TAP         string `json:"tap"`            // the TAP QEMU opens
-	Peer        string `json:"peer,omitempty"` // veth peer in the sandbox (netns mode)
-	Netns       string `json:"netns,omitempty"`
+	Version     int        `json:"version"`
+	Host        state.Host `json:"host"`
+	Network     string     `json:"network"`
+	ContainerID string     `json:"containerID"`
+	IfName      string     `json:"ifname"`
+	Mode        string     `json:"mode"`
+	Bridge      string     `json:"bridge"`
+	HostPort    string     `json:"hostPort"`       // the bridge port: host veth or host TAP
+	TAP         string     `json:"tap"`            // the TAP QEMU opens
+	Peer        string     `json:"peer,omitempty"` // veth peer in the sandbox (netns mode)
+	Netns       string     `json:"netns,omitempty"`
 	// NetnsInode identifies the sandbox, so that GC never touches another
 	// namespace mounted later at the same path.
 	NetnsInode uint64 `json:"netnsInode,omitempty"`
@@ -81,7 +87,8 @@ type record struct {
 
 // newRecord derives the names of an attachment.
 func newRecord(c *config.Conf, containerID, ifName string) *record {
-	r := &record{Network: c.Name, ContainerID: containerID, IfName: ifName, Mode: c.Mode, Bridge: c.Bridge, IPAM: c.IPAM.Type}
+	host, _ := state.CurrentHost() // an empty Host is never trusted later
+	r := &record{Version: recordVersion, Host: host, Network: c.Name, ContainerID: containerID, IfName: ifName, Mode: c.Mode, Bridge: c.Bridge, IPAM: c.IPAM.Type}
 	if c.Mode == config.ModeHost {
 		r.HostPort = HostTAPName(containerID, ifName)
 		r.TAP = r.HostPort
@@ -116,15 +123,30 @@ func (r *record) save() error { return state.WriteJSON(r.path(), r) }
 // could race with a concurrent ADD about to write into it.
 func (r *record) remove() error { return state.Remove(r.path()) }
 
-// readRecord returns the record of an attachment, or nil when there is none.
+// readRecord returns the record of an attachment, or nil when there is none
+// or when it does not describe the live host (written in another network
+// namespace sharing the state directory, before a reboot, or by another
+// schema): such a record is set aside (renamed NAME.stale-TIME, kept for
+// inspection), never acted on.
 func readRecord(network, containerID, ifName string) (*record, error) {
 	r := &record{}
-	err := state.ReadJSON(recordPath(network, containerID, ifName), r)
+	path := recordPath(network, containerID, ifName)
+	err := state.ReadJSON(path, r)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
+	}
+	live, err := state.CurrentHost()
+	if err != nil {
+		return nil, err
+	}
+	if r.Version != recordVersion || r.Host.Differs(live) != "" {
+		if _, err := state.SetAside(path); err != nil {
+			return nil, err
+		}
+		return nil, nil
 	}
 	return r, nil
 }
@@ -141,7 +163,7 @@ func records(network string) ([]*record, error) {
 	}
 	var out []*record
 	for _, e := range entries {
-		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") || !strings.Contains(e.Name(), ":") {
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") || !strings.Contains(e.Name(), ":") || strings.Contains(e.Name(), ".stale-") {
 			continue
 		}
 		cid, ifn, _ := strings.Cut(e.Name(), ":")

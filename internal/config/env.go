@@ -46,17 +46,20 @@ func (c *Conf) ApplyEnv(getenv func(string) string) error {
 	return c.Validate()
 }
 
-// Other variables tapbridge reads: the state directory (package state),
-// fault injection for the crash tests (package failpoint), and the test
-// suite's directory of built binaries, which the suite passes on to them.
+// Other variables tapbridge reads: the state directory and the bound on
+// lock waits (package state), the journal socket (package event, for
+// tests), fault injection for the crash tests (package failpoint), and the
+// test suite's directory of built binaries, which the suite passes on.
 const (
-	EnvRunDir    = "TAPBRIDGE_RUN_DIR"
-	EnvFailpoint = "TAPBRIDGE_FAILPOINT"
-	EnvBinDir    = "TAPBRIDGE_BIN_DIR"
+	EnvRunDir        = "TAPBRIDGE_RUN_DIR"
+	EnvLockTimeout   = "TAPBRIDGE_LOCK_TIMEOUT"
+	EnvJournalSocket = "TAPBRIDGE_JOURNAL_SOCKET"
+	EnvFailpoint     = "TAPBRIDGE_FAILPOINT"
+	EnvBinDir        = "TAPBRIDGE_BIN_DIR"
 )
 
 // knownEnv is every TAPBRIDGE_ variable that means something.
-var knownEnv = []string{EnvConf, EnvBridge, EnvMAC, EnvIPs, EnvVLAN, EnvIsolated, EnvRunDir, EnvFailpoint, EnvBinDir}
+var knownEnv = []string{EnvConf, EnvBridge, EnvMAC, EnvIPs, EnvVLAN, EnvIsolated, EnvRunDir, EnvLockTimeout, EnvJournalSocket, EnvFailpoint, EnvBinDir}
 
 // CheckEnv refuses a TAPBRIDGE_ variable in environ ("KEY=VALUE" strings,
 // os.Environ) that tapbridge does not know, naming the nearest one it does:

@@ -120,6 +120,10 @@ func Create(t netlink.Link, mtu int) (port netlink.Link, created bool, err error
 	portName, peerName := Names(ta.Name)
 	if old, i, err := Port(ta.Name); err == nil {
 		if i.TAPIndex == ta.Index && joined(t, peerName) == nil {
+			// A run killed before the end of join left them down.
+			if err := upAll(t, peerName); err != nil {
+				return nil, false, err
+			}
 			return old, false, nil
 		}
 		if err := netlink.LinkDel(old); err != nil && !errors.Is(err, unix.ENODEV) {
@@ -142,6 +146,13 @@ func Create(t netlink.Link, mtu int) (port netlink.Link, created bool, err error
 	if mtu > 0 && ta.MTU != mtu {
 		if err := netlink.LinkSetMTU(t, mtu); err != nil {
 			return nil, false, fmt.Errorf("setting MTU of TAP %q to %d: %w", ta.Name, mtu, err)
+		}
+	}
+	// Like every host-side device, the TAP gets a 0xFE MAC. Nothing depends
+	// on it (its tenant may change it); it keeps the host's view uniform.
+	if len(ta.HardwareAddr) == 6 && ta.HardwareAddr[0] != 0xFE {
+		if err := netlink.LinkSetHardwareAddr(t, mac.HostPort(ta.HardwareAddr)); err != nil {
+			return nil, false, fmt.Errorf("setting MAC of TAP %q: %w", ta.Name, err)
 		}
 	}
 	la := netlink.NewLinkAttrs()
@@ -186,14 +197,27 @@ func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
 	if err := Redirect(peer, t); err != nil {
 		return nil, err
 	}
+	return port, upAll(t, peerName)
+}
+
+// upAll brings the peer and the TAP up.
+func upAll(t netlink.Link, peerName string) error {
+	peer, err := bridge.Link(peerName)
+	if err != nil {
+		return err
+	}
+	t, err = bridge.Link(t.Attrs().Name)
+	if err != nil {
+		return err
+	}
 	for _, l := range []netlink.Link{peer, t} {
 		if l.Attrs().Flags&net.FlagUp == 0 {
 			if err := netlink.LinkSetUp(l); err != nil {
-				return nil, fmt.Errorf("bringing %q up: %w", l.Attrs().Name, err)
+				return fmt.Errorf("bringing %q up: %w", l.Attrs().Name, err)
 			}
 		}
 	}
-	return port, nil
+	return nil
 }
 
 // joined says whether the TAP and the peer redirect to each other.

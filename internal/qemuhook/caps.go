@@ -64,16 +64,26 @@ func DropPrivileges() error {
 		return fmt.Errorf("setting no_new_privs: %w", err)
 	}
 	keep := [2]unix.CapUserData{{Effective: 1 << netAdmin, Permitted: 1 << netAdmin}}
-	if err := allThreads(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&keep[0])), 0); err != nil {
-		return fmt.Errorf("dropping capabilities: %w", err)
+	// The pointers are converted in the call expression itself (unsafe.Pointer
+	// rule 4): AllThreadsSyscall is //go:uintptrescapes, so hdr and keep
+	// move to the heap and stay alive for the call. A wrapper taking
+	// uintptrs would let a stack move leave them dangling.
+	_, _, errno := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&keep[0])), 0)
+	if errno == syscall.ENOTSUP { // cgo binary: this thread only
+		if err := unix.Capset(&hdr, &keep[0]); err != nil {
+			return fmt.Errorf("dropping capabilities: %w", err)
+		}
+		return nil
 	}
-	runtime.KeepAlive(&hdr)
-	runtime.KeepAlive(&keep)
+	if errno != 0 {
+		return fmt.Errorf("dropping capabilities: %w", errno)
+	}
 	return nil
 }
 
 // allThreads runs a raw system call on every thread, or on the calling
-// thread only in a cgo binary.
+// thread only in a cgo binary. Its arguments are plain integers: a pointer
+// must never pass through it (unsafe.Pointer rule 4).
 func allThreads(trap, a1, a2, a3 uintptr) error {
 	_, _, errno := syscall.AllThreadsSyscall(trap, a1, a2, a3)
 	if errno == syscall.ENOTSUP {

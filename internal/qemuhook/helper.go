@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -108,6 +110,10 @@ func helper(args []string, getenv func(string) string, caller Caller) error {
 	if err != nil {
 		return fail("", err)
 	}
+	// From here on the helper takes locks every attach and `down` wait for.
+	if err := unstoppable(caller); err != nil {
+		return fail("", err)
+	}
 	f, name, err := tap.Open("tap%d", tap.Options{Owner: tap.NoID, Group: tap.NoID, VnetHdr: h.VnetHdr})
 	if err != nil {
 		return fail("", err)
@@ -128,7 +134,8 @@ func helper(args []string, getenv func(string) string, caller Caller) error {
 	}
 	// QEMU runs no down script for -netdev bridge: the policies of TAPs
 	// that vanished with their QEMU are removed here, by the next helper.
-	_, _ = vmport.Prune()
+	logPrune(vmport.Prune())
+	logDone("attach", c.Bridge, name, port.GuestMAC)
 	return nil
 }
 
@@ -189,4 +196,29 @@ func sendFD(sock int, f *os.File) error {
 		}
 		return nil
 	}
+}
+
+// unstoppable makes the helper one its caller cannot stop while it holds
+// the bridge and policy locks. The kernel lets a user signal a process
+// whose real or saved uid is the user's: a setuid helper keeps the
+// caller's real uid, so the caller could SIGSTOP it mid-attach and block
+// every attach and `down` on the host. Setuid root, it takes uid 0 as its
+// real and saved uid too (allowed without CAP_SETUID: 0 is its effective
+// uid), for good: it exits once the TAP is handed over. The checks made
+// with the caller's real ids (access(2) on the configuration) are done by
+// then. Terminal job control (Ctrl-Z) is ignored in every mode.
+//
+// With the file capability the helper runs as the caller, who can always
+// stop it: there the bound on every lock wait (state.LockTimeout), whose
+// error names the stopped holder, is what keeps others from hanging.
+func unstoppable(caller Caller) error {
+	signal.Ignore(syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU)
+	if caller.UID == 0 || os.Geteuid() != 0 {
+		return nil
+	}
+	// syscall.Setresuid applies to every thread of the process.
+	if err := syscall.Setresuid(0, 0, 0); err != nil {
+		return fmt.Errorf("taking uid 0 as real uid (so that uid %d cannot stop the helper while it holds the bridge lock): %w", caller.UID, err)
+	}
+	return nil
 }

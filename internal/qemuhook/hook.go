@@ -50,6 +50,10 @@ func ModeOf(args []string) Mode {
 // ErrUsage marks a command-line mistake (exit status 2).
 var ErrUsage = errors.New("usage")
 
+// Usage is the --help of the QEMU front end; its man pages are made from
+// it too.
+const Usage = usageText
+
 const usageText = `Usage:
   qemu-ifup IFNAME                                   (QEMU -netdev tap,script=...)
   qemu-ifdown IFNAME                                 (QEMU -netdev tap,downscript=...)
@@ -77,7 +81,9 @@ func Main(args []string, stderr io.Writer) int {
 		// A setuid or file-capability install exists for the bridge helper
 		// only: run under another name by an ordinary user, the hooks would
 		// act with root's power on a user's environment and arguments.
-		fmt.Fprintf(stderr, "%s: refused: this binary runs with privileges the invoking user (uid %d) does not have, so it acts only as the bridge helper; install qemu-ifup/qemu-ifdown without the setuid bit or file capability\n", prog, unix.Getuid())
+		err := fmt.Errorf("%w: this binary runs with privileges the invoking user (uid %d) does not have, so it acts only as the bridge helper; install qemu-ifup/qemu-ifdown without the setuid bit or file capability", errElevated, unix.Getuid())
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+		logFailed(mode, rest, err)
 		return 1
 	}
 	switch mode {
@@ -99,6 +105,7 @@ func Main(args []string, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintf(stderr, "%s: %s\n", prog, oneLine(err.Error()))
+	logFailed(mode, rest, err)
 	if errors.Is(err, ErrUsage) {
 		return 2
 	}

@@ -53,6 +53,7 @@ func Ifup(name string, getenv func(string) string) error {
 	if err := vmport.Attach(c, port); err != nil {
 		return fail(err)
 	}
+	logDone("attach", c.Bridge, name, port.GuestMAC)
 	return nil
 }
 
@@ -86,6 +87,7 @@ func Ifdown(name string, getenv func(string) string) error {
 	if err := vmport.Detach(c, name); err != nil {
 		return fail(err)
 	}
+	logDone("detach", br, name, nil)
 	return nil
 }
 

@@ -4,5 +4,6 @@
 // non-persistent ones whose descriptor is handed to QEMU by the bridge
 // helper.
 //
-// It never deletes a link that is not a TAP.
+// It never deletes a link that is not a TAP, nor a TAP a process holds
+// (InUse asks the kernel: the carrier and the queues, never a probe).
 package tap

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -35,12 +34,6 @@ type Options struct {
 // DefaultOptions is a TAP with neither owner nor group.
 var DefaultOptions = Options{Owner: NoID, Group: NoID}
 
-type ifreq struct {
-	name  [unix.IFNAMSIZ]byte
-	flags uint16
-	_     [22]byte
-}
-
 func (o Options) flags() uint16 {
 	f := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
 	if o.VnetHdr {
@@ -63,10 +56,13 @@ func open(name string, o Options) (*os.File, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("opening /dev/net/tun: %w", err)
 	}
-	var req ifreq
-	copy(req.name[:unix.IFNAMSIZ-1], name)
-	req.flags = o.flags()
-	if err := ioctl(fd, unix.TUNSETIFF, uintptr(unsafe.Pointer(&req))); err != nil {
+	req, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("TAP %q: %w", name, err)
+	}
+	req.SetUint16(o.flags())
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, req); err != nil {
 		unix.Close(fd)
 		switch {
 		case errors.Is(err, unix.EBUSY):
@@ -76,37 +72,20 @@ func open(name string, o Options) (*os.File, string, error) {
 		}
 		return nil, "", fmt.Errorf("creating TAP %q: %w", name, err)
 	}
-	real := string(req.name[:clen(req.name[:])])
+	real := req.Name()
 	if o.Owner != NoID {
-		if err := ioctl(fd, unix.TUNSETOWNER, uintptr(o.Owner)); err != nil {
+		if err := unix.IoctlSetInt(fd, unix.TUNSETOWNER, o.Owner); err != nil {
 			unix.Close(fd)
 			return nil, "", fmt.Errorf("setting owner of TAP %q to uid %d: %w", real, o.Owner, err)
 		}
 	}
 	if o.Group != NoID {
-		if err := ioctl(fd, unix.TUNSETGROUP, uintptr(o.Group)); err != nil {
+		if err := unix.IoctlSetInt(fd, unix.TUNSETGROUP, o.Group); err != nil {
 			unix.Close(fd)
 			return nil, "", fmt.Errorf("setting group of TAP %q to gid %d: %w", real, o.Group, err)
 		}
 	}
 	return os.NewFile(uintptr(fd), "/dev/net/tun"), real, nil
-}
-
-func ioctl(fd int, req uint, arg uintptr) error {
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), arg)
-	if errno != 0 {
-		return errno
-	}
-	return nil
-}
-
-func clen(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
-		}
-	}
-	return len(b)
 }
 
 // Create makes the persistent TAP name, owned by o.Owner/o.Group, and
@@ -126,21 +105,38 @@ func Create(name string, o Options) (netlink.Link, error) {
 	// the flags of a TAP, so one that differs in those is made anew.
 	if exists && (info.VnetHdr != o.VnetHdr || info.MultiQueue != o.MultiQueue ||
 		info.Owner != NoID && o.Owner == NoID || info.Group != NoID && o.Group == NoID) {
-		f, _, err := open(name, Options{Owner: NoID, Group: NoID, VnetHdr: info.VnetHdr, MultiQueue: info.MultiQueue})
+		// Never delete a TAP a process holds. Attaching a descriptor for a
+		// moment proves nothing on a multi-queue TAP, which takes another
+		// queue while a QEMU holds the others: InUse asks the kernel.
+		busy, err := InUse(name)
 		if err != nil {
-			return nil, err // busy: never delete a TAP a QEMU holds
+			return nil, err
 		}
-		f.Close()
+		if busy {
+			return nil, fmt.Errorf("TAP %q: %w, with other flags, owner or group than asked: stop the QEMU that holds it first", name, ErrBusy)
+		}
 		if err := Delete(name); err != nil {
 			return nil, err
 		}
+	}
+	if exists && info == (Info{Owner: o.Owner, Group: o.Group, Persistent: true, VnetHdr: o.VnetHdr, MultiQueue: o.MultiQueue}) {
+		// Already as asked. Attaching a descriptor would switch an up
+		// TAP's carrier on for a moment and give it a link-local address.
+		busy, err := InUse(name)
+		if err != nil {
+			return nil, err
+		}
+		if busy {
+			return nil, fmt.Errorf("TAP %q: %w (is a QEMU still running with it?)", name, ErrBusy)
+		}
+		return bridge.Link(name)
 	}
 	f, _, err := open(name, o)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if err := ioctl(int(f.Fd()), unix.TUNSETPERSIST, 1); err != nil {
+	if err := unix.IoctlSetInt(int(f.Fd()), unix.TUNSETPERSIST, 1); err != nil {
 		return nil, fmt.Errorf("making TAP %q persistent: %w", name, err)
 	}
 	return bridge.Link(name)
@@ -197,7 +193,7 @@ func Inspect(name string) (Info, error) {
 	}
 	// netlink reports an unset owner as 0 (the kernel omits the attribute),
 	// so ask again for the raw attributes.
-	owner, group, err := ids(t.Attrs().Index)
+	owner, group, _, err := ids(t.Attrs().Index)
 	if err != nil {
 		return Info{}, fmt.Errorf("reading owner of TAP %q: %w", name, err)
 	}
@@ -210,28 +206,32 @@ func Inspect(name string) (Info, error) {
 	}, nil
 }
 
-// ids returns IFLA_TUN_OWNER and IFLA_TUN_GROUP of the link, NoID when absent.
-func ids(index int) (owner, group int, err error) {
+// ids returns IFLA_TUN_OWNER and IFLA_TUN_GROUP of the link, NoID when
+// absent, and IFLA_CARRIER.
+func ids(index int) (owner, group int, carrier bool, err error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Index = int32(index)
 	req.AddData(msg)
 	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
 	if err != nil || len(msgs) == 0 {
-		return NoID, NoID, err
+		return NoID, NoID, false, err
 	}
 	owner, group = NoID, NoID
 	attrs, err := nl.ParseRouteAttr(msgs[0][unix.SizeofIfInfomsg:])
 	if err != nil {
-		return NoID, NoID, err
+		return NoID, NoID, false, err
 	}
 	for _, a := range attrs {
+		if a.Attr.Type == unix.IFLA_CARRIER && len(a.Value) > 0 {
+			carrier = a.Value[0] != 0
+		}
 		if a.Attr.Type != unix.IFLA_LINKINFO {
 			continue
 		}
 		info, err := nl.ParseRouteAttr(a.Value)
 		if err != nil {
-			return NoID, NoID, err
+			return NoID, NoID, false, err
 		}
 		for _, i := range info {
 			if i.Attr.Type != nl.IFLA_INFO_DATA {
@@ -239,7 +239,7 @@ func ids(index int) (owner, group int, err error) {
 			}
 			data, err := nl.ParseRouteAttr(i.Value)
 			if err != nil {
-				return NoID, NoID, err
+				return NoID, NoID, false, err
 			}
 			for _, d := range data {
 				switch d.Attr.Type {
@@ -251,5 +251,5 @@ func ids(index int) (owner, group int, err error) {
 			}
 		}
 	}
-	return owner, group, nil
+	return owner, group, carrier, nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tapbridge/tapbridge/internal/nstest"
 
 	"github.com/vishvananda/netlink"
@@ -74,4 +76,63 @@ func TestDeleteRefusesNonTAP(t *testing.T) {
 			t.Fatalf("Create over a veth = %v, want ErrNotTAP", err)
 		}
 	})
+}
+
+// TestCreateNeverDeletesAHeldMultiQueueTAP: a QEMU holds a multi-queue TAP
+// (here: a descriptor of the test, one queue of it even disabled, as a
+// guest using fewer queues makes QEMU do); `tap add` without
+// --multi-queue must refuse instead of deleting and recreating it under
+// the QEMU, which would be left with a dead descriptor.
+func TestCreateNeverDeletesAHeldMultiQueueTAP(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		detach bool
+	}{{"queue attached", false}, {"queue disabled", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			nstest.Run(t, func() {
+				mq := Options{Owner: NoID, Group: NoID, MultiQueue: true}
+				if _, err := Create("mq0", mq); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = Delete("mq0") })
+				before, err := netlink.LinkByName("mq0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				held, _, err := Open("mq0", mq)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer held.Close()
+				if tt.detach {
+					req, _ := unix.NewIfreq("")
+					req.SetUint16(unix.IFF_DETACH_QUEUE)
+					if err := unix.IoctlIfreq(int(held.Fd()), unix.TUNSETQUEUE, req); err != nil {
+						t.Fatalf("TUNSETQUEUE detach: %v", err)
+					}
+				}
+				if busy, err := InUse("mq0"); err != nil || !busy {
+					t.Errorf("InUse = %v, %v; want true", busy, err)
+				}
+				_, err = Create("mq0", DefaultOptions)
+				if !errors.Is(err, ErrBusy) {
+					t.Errorf("Create(single-queue) over a held multi-queue TAP = %v, want ErrBusy", err)
+				}
+				after, err := netlink.LinkByName("mq0")
+				if err != nil {
+					t.Fatalf("the held TAP is gone: %v", err)
+				}
+				if after.Attrs().Index != before.Attrs().Index {
+					t.Errorf("the held TAP was recreated: ifindex %d, was %d", after.Attrs().Index, before.Attrs().Index)
+				}
+				held.Close()
+				if busy, err := InUse("mq0"); err != nil || busy {
+					t.Errorf("InUse after close = %v, %v; want false", busy, err)
+				}
+				if _, err := Create("mq0", DefaultOptions); err != nil {
+					t.Errorf("Create once nobody holds it: %v", err)
+				}
+			})
+		})
+	}
 }

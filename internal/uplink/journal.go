@@ -16,17 +16,39 @@ const (
 	phaseDown = "restoring" // Down (or a rollback) started
 )
 
+// JournalVersion is the schema version of the journal this tapbridge
+// writes; a journal of another version is set aside, never acted on.
+const JournalVersion = 1
+
 // Journal is the on-disk record of one bridge's uplink: what the uplink
 // looked like before tapbridge changed anything, and how far it got.
 type Journal struct {
+	Version int `json:"version"`
+	// Host, UplinkIndex and UplinkPermMAC say which live objects the
+	// journal describes: the network namespace and boot it was written in,
+	// and the uplink device itself (a name is reused, a device is not).
+	Host          state.Host `json:"host"`
+	UplinkIndex   int        `json:"uplinkIndex"`
+	UplinkPermMAC string     `json:"uplinkPermMac,omitempty"`
+	// SetAside, in a journal that was set aside, says why.
+	SetAside string `json:"setAside,omitempty"`
+
 	Bridge        string `json:"bridge"`
 	Uplink        string `json:"uplink"`
 	Phase         string `json:"phase"`
 	BridgeCreated bool   `json:"bridgeCreated"`
 	// BridgeMAC is the MAC an existing bridge had before it took the
 	// uplink's; Down gives it back.
-	BridgeMAC string    `json:"bridgeMac,omitempty"`
-	Time      time.Time `json:"time"`
+	BridgeMAC string `json:"bridgeMac,omitempty"`
+	// BridgeAddrs are the addresses an existing bridge held before: Down
+	// leaves them on the bridge.
+	BridgeAddrs []string `json:"bridgeAddrs,omitempty"`
+	// BridgeWasDown: an existing bridge was administratively down before.
+	BridgeWasDown bool `json:"bridgeWasDown,omitempty"`
+	// BridgeRules are the rules that named the bridge before up (ruleKey):
+	// Down leaves them naming it.
+	BridgeRules []string  `json:"bridgeRules,omitempty"`
+	Time        time.Time `json:"time"`
 
 	MAC      string `json:"mac"`
 	MTU      int    `json:"mtu"`

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"path/filepath"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/nldump"
 )
 
 // Status is what `tapbridge status` reports about one bridge.
@@ -28,6 +29,10 @@ type Status struct {
 		Path  string `json:"path"`
 		Phase string `json:"phase"`
 	} `json:"journal,omitempty"`
+	// SetAside lists the journals of this bridge that were set aside
+	// because they did not describe the live host (kept for inspection;
+	// each says why in its "setAside" field).
+	SetAside []string `json:"setAside,omitempty"`
 	// Consistent is false when the journal and the live state disagree;
 	// Problems says how.
 	Consistent bool     `json:"consistent"`
@@ -49,6 +54,7 @@ func GetStatus(br string) (*Status, error) {
 		return nil, err
 	}
 	s := &Status{Bridge: br, Addrs: []string{}, Ports: []Port{}, Consistent: true}
+	s.SetAside, _ = filepath.Glob(journalPath(br) + ".stale-*")
 	j, err := readJournal(br)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
@@ -59,6 +65,14 @@ func GetStatus(br string) (*Status, error) {
 			Path  string `json:"path"`
 			Phase string `json:"phase"`
 		}{journalPath(br), j.Phase}
+		why, err := j.identity()
+		if err != nil {
+			return nil, err
+		}
+		if why != "" {
+			s.Problems = append(s.Problems, fmt.Sprintf("the journal does not describe this host: %s; the next 'tapbridge up' or attach sets it aside", why))
+			j = nil // nothing below compares against it
+		}
 	}
 	b, err := bridge.Get(br)
 	switch {
@@ -71,7 +85,7 @@ func GetStatus(br string) (*Status, error) {
 	default:
 		a := b.Attrs()
 		s.Exists, s.Up, s.MAC, s.MTU = true, a.Flags&net.FlagUp != 0, a.HardwareAddr.String(), a.MTU
-		addrs, err := netlinksafe.AddrList(b, netlink.FAMILY_ALL)
+		addrs, err := nldump.AddrList(b, netlink.FAMILY_ALL)
 		if err != nil {
 			return nil, fmt.Errorf("listing addresses of %q: %w", br, err)
 		}
@@ -118,7 +132,7 @@ func (j *Journal) check() []string {
 	}
 	has := func(l netlink.Link) map[string]bool {
 		m := map[string]bool{}
-		addrs, _ := netlinksafe.AddrList(l, netlink.FAMILY_ALL)
+		addrs, _ := nldump.AddrList(l, netlink.FAMILY_ALL)
 		for _, a := range addrs {
 			m[a.IPNet.String()] = true
 		}
@@ -138,7 +152,7 @@ func (j *Journal) check() []string {
 		if err != nil {
 			continue
 		}
-		got, err := netlinksafe.RouteListFiltered(r.Family, n, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST|netlink.RT_FILTER_PRIORITY)
+		got, err := nldump.RouteListFiltered(r.Family, n, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST|netlink.RT_FILTER_PRIORITY)
 		if err != nil || len(got) == 0 {
 			problems = append(problems, fmt.Sprintf("route %s is not through %q", describe(r), j.Bridge))
 		}

@@ -12,13 +12,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/failpoint"
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/nldump"
 	"github.com/tapbridge/tapbridge/internal/state"
 )
 
@@ -36,6 +36,8 @@ type Options struct {
 	// ProbeTimeout bounds the gateway probe; 0 means DefaultProbeTimeout.
 	ProbeTimeout time.Duration
 	NoProbe      bool
+	// Force lets Down go ahead while VM ports remain on the bridge.
+	Force bool
 	// Log, when set, receives one line per step taken.
 	Log func(format string, args ...any)
 }
@@ -62,6 +64,13 @@ func (e missingError) Unwrap() []error { return []error{e.err, ErrNoUplink} }
 // Result says what Up or Down did.
 type Result struct {
 	Changed bool
+	// Started is true only when this run took the snapshot and started the
+	// migration: only such a run may undo it (a run that resumed one must
+	// not tear down a bridge VMs may be using).
+	Started bool
+	// SetAside, when not empty, is the one line that reports a journal
+	// that did not describe the live host and was set aside.
+	SetAside string
 	// Message is one line for the user: what happened, or why nothing did.
 	Message string
 }
@@ -107,24 +116,35 @@ func upLocked(o Options) (Result, error) {
 		return Result{}, err
 	}
 	defer ulk.Unlock()
+	var aside string
 	j, err := readJournal(o.Bridge)
-	fresh := errors.Is(err, fs.ErrNotExist)
-	switch {
-	case err == nil:
+	if err == nil {
+		if j, aside, err = trusted(o, j); err != nil {
+			return Result{}, err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return Result{}, err
+	}
+	fresh := j == nil
+	if j != nil {
 		if j.Uplink != o.Uplink {
 			return Result{}, fmt.Errorf("bridge %q already holds uplink %q; run 'tapbridge down --bridge %s' first", o.Bridge, j.Uplink, o.Bridge)
 		}
 		if j.Phase == phaseDone {
 			if problems := j.check(); len(problems) == 0 {
-				return Result{Message: fmt.Sprintf("bridge %q already holds uplink %q; nothing changed", o.Bridge, o.Uplink)}, nil
+				return Result{SetAside: aside, Message: fmt.Sprintf("bridge %q already holds uplink %q; nothing changed", o.Bridge, o.Uplink)}, nil
+			} else if j.uplinkInBridge() {
+				// The migration is complete; what differs is the admin's
+				// business since (an address added or removed on the
+				// bridge). Replaying the snapshot would undo it.
+				return Result{SetAside: aside, Message: fmt.Sprintf("bridge %q already holds uplink %q; nothing changed (differs from the snapshot: %s)", o.Bridge, o.Uplink, strings.Join(problems, "; "))}, nil
 			}
 		}
 		o.logf("resuming from journal %s (phase %s)", journalPath(o.Bridge), j.Phase)
-	case errors.Is(err, fs.ErrNotExist):
-		if j, err = preflight(o); err != nil {
-			return Result{}, err
+	} else if j, err = preflight(o); err != nil {
+		if aside != "" {
+			err = fmt.Errorf("%w (%s)", err, aside)
 		}
-	default:
 		return Result{}, err
 	}
 	j.Phase = phaseUp
@@ -155,14 +175,45 @@ func upLocked(o Options) (Result, error) {
 	if err := j.save(); err != nil {
 		return Result{}, err
 	}
-	return Result{Changed: true, Message: fmt.Sprintf("bridge %q now holds uplink %q with %d addresses, %d routes and %d rules", o.Bridge, o.Uplink, len(j.Addrs), len(j.Routes), len(j.Rules))}, nil
+	return Result{Changed: true, Started: fresh, SetAside: aside, Message: fmt.Sprintf("bridge %q now holds uplink %q with %d addresses, %d routes and %d rules", o.Bridge, o.Uplink, len(j.Addrs), len(j.Routes), len(j.Rules))}, nil
+}
+
+// trusted returns j when it describes the live host and its snapshot still
+// matches what is live; else it sets j aside and returns nil and the line
+// that reports it.
+func trusted(o Options, j *Journal) (*Journal, string, error) {
+	why, err := j.identity()
+	if err != nil {
+		return nil, "", err
+	}
+	if why == "" && !(j.Phase == phaseDone && j.uplinkInBridge()) {
+		// A snapshot about to be replayed must match the live state.
+		if why, err = j.snapshotMatches(); err != nil {
+			return nil, "", err
+		}
+		if why != "" {
+			why = "its snapshot no longer matches the live state: " + why
+		}
+	}
+	if why == "" {
+		return j, "", nil
+	}
+	aside, err := j.setAside(o, why)
+	return nil, aside, err
+}
+
+// uplinkInBridge reports whether the uplink is a port of the bridge now.
+func (j *Journal) uplinkInBridge() bool {
+	up, err1 := bridge.Link(j.Uplink)
+	br, err2 := bridge.Get(j.Bridge)
+	return err1 == nil && err2 == nil && up.Attrs().MasterIndex == br.Attrs().Index
 }
 
 // rollback restores the snapshot after a failed Up and returns the error
 // that caused it, with what the rollback did.
 func (j *Journal) rollback(o Options, cause error) error {
 	o.logf("rolling back: %v", cause)
-	if _, err := j.restore(o); err != nil {
+	if _, err := j.restoreLive(o); err != nil {
 		return fmt.Errorf("%w; rollback failed too: %v (journal kept in %s; re-run 'tapbridge down --bridge %s')", cause, err, journalPath(j.Bridge), j.Bridge)
 	}
 	return fmt.Errorf("%w; rolled back, %q holds its addresses again", cause, j.Uplink)
@@ -183,6 +234,10 @@ func Down(o Options) (Result, error) {
 
 // DownLocked is Down for a caller that already holds the bridge lock (a
 // front end undoing the migration its own failed attach started).
+//
+// It acts only on a journal that describes the live host; one that does
+// not is set aside and Down refuses, naming the difference. It refuses
+// while VM ports remain on the bridge, unless o.Force.
 func DownLocked(o Options) (Result, error) {
 	j, err := readJournal(o.Bridge)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -192,7 +247,45 @@ func DownLocked(o Options) (Result, error) {
 		return Result{}, err
 	}
 	o.Uplink = j.Uplink
-	msg, err := j.restore(o)
+	why, err := j.identity()
+	if err != nil {
+		return Result{}, err
+	}
+	if why == "" && j.Phase == phaseDone {
+		if _, err := bridge.Get(j.Bridge); errors.Is(err, bridge.ErrNotFound) {
+			why = fmt.Sprintf("bridge %q no longer exists: the migration was undone without tapbridge", j.Bridge)
+		}
+	}
+	if why != "" && j.otherLiveNetNS() {
+		// With /run shared, it may be the journal of a namespace that is
+		// alive and will want it for its own down: refuse, keep it.
+		return Result{}, fmt.Errorf("the journal %s does not describe this host: %s; nothing changed (it is left for that namespace)", journalPath(j.Bridge), why)
+	}
+	if why != "" {
+		aside, err := j.setAside(o, why)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{SetAside: aside}, fmt.Errorf("%s; nothing changed", aside)
+	}
+	if !o.Force {
+		if br, err := bridge.Get(j.Bridge); err == nil {
+			ports, err := bridge.Ports(br)
+			if err != nil {
+				return Result{}, err
+			}
+			var vms []string
+			for _, p := range ports {
+				if p.Attrs().Name != j.Uplink {
+					vms = append(vms, p.Attrs().Name)
+				}
+			}
+			if len(vms) > 0 {
+				return Result{}, fmt.Errorf("bridge %q still has %d VM ports (%s): they would lose the LAN; stop or detach them first, or run 'tapbridge down --force'", j.Bridge, len(vms), strings.Join(vms, ", "))
+			}
+		}
+	}
+	msg, err := j.restoreLive(o)
 	if err != nil {
 		return Result{}, err
 	}
@@ -274,13 +367,27 @@ func preflight(o Options) (*Journal, error) {
 	j, err := snapshot(o, up, created)
 	if err == nil && br != nil {
 		j.BridgeMAC = br.Attrs().HardwareAddr.String()
+		j.BridgeWasDown = br.Attrs().Flags&net.FlagUp == 0
+		own, err := globalAddrs(br)
+		if err != nil {
+			return nil, err
+		}
+		j.BridgeAddrs = sortedKeys(own)
 	}
 	return j, err
 }
 
 func snapshot(o Options, up netlink.Link, created bool) (*Journal, error) {
 	a := up.Attrs()
+	host, err := state.CurrentHost()
+	if err != nil {
+		return nil, err
+	}
 	j := &Journal{
+		Version:       JournalVersion,
+		Host:          host,
+		UplinkIndex:   a.Index,
+		UplinkPermMAC: permMAC(up),
 		Bridge:        o.Bridge,
 		Uplink:        o.Uplink,
 		BridgeCreated: created,
@@ -290,9 +397,11 @@ func snapshot(o Options, up netlink.Link, created bool) (*Journal, error) {
 		WasUp:         a.Flags&net.FlagUp != 0,
 		RPFilter:      readSysctl("ipv4", o.Uplink, "rp_filter"),
 	}
-	addrs, err := netlinksafe.AddrList(up, netlink.FAMILY_ALL)
+	// Every dump here is complete or fails: a snapshot missing an address
+	// would lose it when the uplink's addresses are removed.
+	addrs, err := nldump.AddrList(up, netlink.FAMILY_ALL)
 	if err != nil {
-		return nil, fmt.Errorf("listing addresses of %q: %w", o.Uplink, err)
+		return nil, err
 	}
 	for _, ad := range addrs {
 		// IPv6 link-local addresses belong to the link, not the host.
@@ -301,10 +410,10 @@ func snapshot(o Options, up netlink.Link, created bool) (*Journal, error) {
 		}
 		j.Addrs = append(j.Addrs, addrFrom(ad))
 	}
-	routes, err := netlinksafe.RouteListFiltered(netlink.FAMILY_ALL,
+	routes, err := nldump.RouteListFiltered(netlink.FAMILY_ALL,
 		&netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	if err != nil {
-		return nil, fmt.Errorf("listing routes of %q: %w", o.Uplink, err)
+		return nil, err
 	}
 	for _, r := range routes {
 		for _, hop := range r.MultiPath {
@@ -324,13 +433,16 @@ func snapshot(o Options, up netlink.Link, created bool) (*Journal, error) {
 	// Default routes last, so traffic leaves through the bridge only once
 	// everything more specific already does.
 	sort.SliceStable(j.Routes, func(x, y int) bool { return !j.Routes[x].isDefault() && j.Routes[y].isDefault() })
-	rules, err := netlinksafe.RuleList(netlink.FAMILY_ALL)
+	rules, err := nldump.RuleList(netlink.FAMILY_ALL)
 	if err != nil {
-		return nil, fmt.Errorf("listing rules: %w", err)
+		return nil, err
 	}
 	for _, r := range rules {
 		if r.IifName == o.Uplink || r.OifName == o.Uplink {
 			j.Rules = append(j.Rules, r)
+		}
+		if r.IifName == o.Bridge || r.OifName == o.Bridge {
+			j.BridgeRules = append(j.BridgeRules, ruleKey(r))
 		}
 	}
 	return j, nil
@@ -368,11 +480,40 @@ func (j *Journal) migrate(o Options) error {
 	writeSysctl("ipv4", j.Bridge, "rp_filter", "2")
 	failpoint.Hit("up:bridge")
 
+	upNow, err := bridge.Link(j.Uplink)
+	if err != nil {
+		return fmt.Errorf("uplink: %w", err)
+	}
+	live, err := globalAddrs(upNow)
+	if err != nil {
+		return err
+	}
+	onBr, err := globalAddrs(br)
+	if err != nil {
+		return err
+	}
 	for _, a := range j.Addrs {
+		if _, ok := onBr[a.CIDR]; ok {
+			// Moved by an earlier, interrupted run: what it is now (its
+			// lifetimes renewed by a DHCP client since, say) stays.
+			continue
+		}
 		// NODAD: the address is already ours, on the uplink.
 		n, err := a.netlink(j.Uplink, j.Bridge, unix.IFA_F_NODAD*boolInt(a.ip().To4() == nil))
 		if err != nil {
 			return fmt.Errorf("journal: bad address %q: %w", a.CIDR, err)
+		}
+		// The remaining lifetime, not the one at snapshot time: from the
+		// uplink while it still holds the address, else counted down
+		// from the snapshot (a resumed run).
+		if l, ok := live[a.CIDR]; ok {
+			n.PreferedLft, n.ValidLft = l.PreferedLft, l.ValidLft
+		} else {
+			n.PreferedLft, n.ValidLft = remaining(a.PreferedLft, j.Time), remaining(a.ValidLft, j.Time)
+			if a.ValidLft > 0 && n.ValidLft == 0 {
+				o.logf("%s expired since the snapshot: not added", a.CIDR)
+				continue
+			}
 		}
 		if err := netlink.AddrReplace(br, n); err != nil {
 			return fmt.Errorf("adding %s to bridge %q: %w", a.CIDR, j.Bridge, err)
@@ -421,83 +562,6 @@ func (j *Journal) migrate(o Options) error {
 		writeSysctl("ipv4", j.Bridge, "rp_filter", j.RPFilter)
 	}
 	return nil
-}
-
-// restore puts the snapshot back onto the uplink and removes the bridge if
-// tapbridge created it and nothing else uses it. Every step is idempotent.
-func (j *Journal) restore(o Options) (string, error) {
-	j.Phase = phaseDown
-	if err := j.save(); err != nil {
-		return "", err
-	}
-	up, err := bridge.Link(j.Uplink)
-	if err != nil {
-		return "", fmt.Errorf("uplink: %w (the journal %s is kept)", err, journalPath(j.Bridge))
-	}
-	for _, a := range j.Addrs {
-		n, err := a.netlink(j.Uplink, j.Uplink, 0)
-		if err != nil {
-			return "", fmt.Errorf("journal: bad address %q: %w", a.CIDR, err)
-		}
-		n.Label = a.Label
-		if err := netlink.AddrReplace(up, n); err != nil {
-			return "", fmt.Errorf("adding %s back to %q: %w", a.CIDR, j.Uplink, err)
-		}
-	}
-	failpoint.Hit("down:addrs")
-	if err := moveRoutes(j.Routes, up.Attrs().Index); err != nil {
-		return "", err
-	}
-	failpoint.Hit("down:routes")
-	if err := moveRules(rename(j.Rules, j.Uplink, j.Bridge), j.Bridge, j.Uplink); err != nil {
-		return "", err
-	}
-	failpoint.Hit("down:rules")
-
-	br, err := bridge.Get(j.Bridge)
-	if err != nil && !errors.Is(err, bridge.ErrNotFound) {
-		return "", err
-	}
-	if up.Attrs().MasterIndex != 0 && (br == nil || up.Attrs().MasterIndex == br.Attrs().Index) {
-		if err := netlink.LinkSetNoMaster(up); err != nil {
-			return "", fmt.Errorf("releasing %q from bridge %q: %w", j.Uplink, j.Bridge, err)
-		}
-	}
-	if !j.WasUp {
-		_ = netlink.LinkSetDown(up)
-	}
-	failpoint.Hit("down:release")
-	msg := fmt.Sprintf("%q released from bridge %q with its %d addresses, %d routes and %d rules", j.Uplink, j.Bridge, len(j.Addrs), len(j.Routes), len(j.Rules))
-	if br != nil {
-		if err := delAddrs(br, j.Addrs); err != nil {
-			return "", err
-		}
-		failpoint.Hit("down:flush")
-		ports, err := bridge.Ports(br)
-		if err != nil {
-			return "", err
-		}
-		if old, err := net.ParseMAC(j.BridgeMAC); err == nil && !j.BridgeCreated && br.Attrs().HardwareAddr.String() != old.String() {
-			if err := netlink.LinkSetHardwareAddr(br, old); err != nil {
-				return "", fmt.Errorf("giving bridge %q its MAC %s back: %w", j.Bridge, old, err)
-			}
-		}
-		switch {
-		case !j.BridgeCreated:
-			msg += fmt.Sprintf("; bridge %q kept: tapbridge did not create it", j.Bridge)
-		case len(ports) > 0:
-			msg += fmt.Sprintf("; bridge %q kept: it still has %d ports", j.Bridge, len(ports))
-		default:
-			if err := bridge.Delete(j.Bridge); err != nil {
-				return "", err
-			}
-			msg += fmt.Sprintf("; bridge %q deleted", j.Bridge)
-		}
-	}
-	if err := removeJournal(j.Bridge); err != nil {
-		return "", err
-	}
-	return msg, nil
 }
 
 func moveRoutes(routes []Route, idx int) error {
@@ -608,8 +672,11 @@ func writeSysctl(family, link, key, value string) {
 
 // Ensure is the front ends' fast path: when the journal says the migration
 // is complete and the uplink is still a port of the bridge, it returns at
-// once (two reads, no dumps); otherwise it runs UpLocked. The caller holds
-// the bridge lock.
+// once (two reads, no dumps, nothing replayed); otherwise it runs
+// UpLocked, which acts on the journal only when it describes the live host
+// and its snapshot matches what is live, and else sets it aside and starts
+// afresh from what is live now. Only when Result.Started did this call
+// start the migration. The caller holds the bridge lock.
 func Ensure(o Options) (Result, error) {
 	if j, err := readJournal(o.Bridge); err == nil && j.Phase == phaseDone && j.Uplink == o.Uplink {
 		up, err1 := bridge.Link(o.Uplink)

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+
+	"github.com/tapbridge/tapbridge/internal/nldump"
 
 	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/policy"
@@ -37,7 +39,7 @@ func Prune() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	links, err := netlinksafe.LinkList()
+	links, err := nldump.LinkList() // a port missing from a partial dump would lose its policy
 	if err != nil {
 		return nil, fmt.Errorf("listing links: %w", err)
 	}
@@ -57,6 +59,10 @@ func Prune() ([]string, error) {
 	}
 	for _, n := range names {
 		if enslaved[n] {
+			continue
+		}
+		// Re-check the candidate itself before its policy goes.
+		if l, err := netlink.LinkByName(n); err == nil && l.Attrs().MasterIndex != 0 {
 			continue
 		}
 		if err := policy.Remove(n); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 
 	"github.com/vishvananda/netlink"
 
@@ -23,18 +24,13 @@ type Port struct {
 	GuestIPs []netip.Addr     // the guest's addresses, if known
 }
 
-// EnsureBridge makes the configured bridge exist and, when the config names
-// an uplink, hold it; with VLANs configured, it turns on VLAN filtering. If
-// that last step fails, what this call changed (a new bridge, a migrated
-// uplink) is undone. The caller must hold the bridge lock.
-func EnsureBridge(c *config.Conf) (*netlink.Bridge, error) {
-	br, _, err := ensureBridge(c)
-	return br, err
-}
-
-// ensureBridge is EnsureBridge that also returns how to undo what it
-// changed, for a caller whose next step fails; undo is never nil.
-func ensureBridge(c *config.Conf) (br *netlink.Bridge, undo func(), err error) {
+// ensureSegment makes the VM's LAN segment ready for a port: the bridge
+// exists, holds the configured uplink (migrating it, through package
+// uplink, when it does not yet), and filters VLANs when the configuration
+// names any. It returns how to undo what this call started, for a caller
+// whose next step fails; undo is never nil. The caller holds the bridge
+// lock.
+func ensureSegment(c *config.Conf) (br *netlink.Bridge, undo func(), err error) {
 	undo = func() {}
 	if c.Uplink != "" {
 		timeout, err := c.ProbeDuration()
@@ -45,8 +41,12 @@ func ensureBridge(c *config.Conf) (br *netlink.Bridge, undo func(), err error) {
 		if err != nil {
 			return nil, undo, err
 		}
-		if res.Changed {
-			undo = func() { _, _ = uplink.DownLocked(uplink.Options{Bridge: c.Bridge}) }
+		if res.SetAside != "" {
+			// One line for the operator (QEMU's stderr, the runtime's log).
+			fmt.Fprintln(os.Stderr, "tapbridge: "+res.SetAside)
+		}
+		if res.Started { // not a resumed migration: that one is not ours to undo
+			undo = func() { _, _ = uplink.DownLocked(uplink.Options{Bridge: c.Bridge, Force: true}) }
 		}
 	}
 	br, created, err := bridge.Ensure(bridge.Spec{Name: c.Bridge, MTU: c.MTU})
@@ -86,7 +86,7 @@ func Attach(c *config.Conf, p Port) error {
 	if err != nil {
 		return fmt.Errorf("port %q: %w", p.Name, err) // before anything changes
 	}
-	br, undoBridge, err := ensureBridge(c)
+	br, undoBridge, err := ensureSegment(c)
 	if err != nil {
 		return err
 	}
@@ -121,6 +121,10 @@ func Attach(c *config.Conf, p Port) error {
 	if err := applyPolicy(c, port, spec); err != nil {
 		return fail(err)
 	}
+	// The host has no business on a bridge port's own IP stack: an IPv6
+	// link-local address there would send DAD, router solicitations and
+	// MLD reports towards the guest.
+	front.DisableIPv6(port)
 	if link.Attrs().Flags&net.FlagUp == 0 {
 		if err := netlink.LinkSetUp(link); err != nil {
 			return fail(fmt.Errorf("bringing %q up: %w", port, err))
@@ -149,8 +153,14 @@ func Detach(c *config.Conf, name string) error {
 	case !errors.Is(err, bridge.ErrNotFound):
 		return err
 	}
-	// A veth's host end, or a TAP attached by an older tapbridge directly.
+	// A veth's host end, or a TAP attached by an older tapbridge directly;
+	// or a TAP whose front a killed detach already deleted, leaving the
+	// front's policy.
 	if err := bridge.Detach(name); err != nil {
+		return err
+	}
+	port, _ := front.Names(name)
+	if err := removePolicy(port); err != nil {
 		return err
 	}
 	return removePolicy(name)

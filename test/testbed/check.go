@@ -3,7 +3,6 @@ package testbed
 import (
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -16,8 +15,8 @@ import (
 //		t.Skip(err)
 //	}
 func CheckLAN() error {
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("the test bed needs root: it creates network namespaces")
+	if err := privileged(); err != nil {
+		return err
 	}
 	for _, p := range []struct{ prog, pkg string }{
 		{"ip", "iproute2"},

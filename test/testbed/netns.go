@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,6 +34,7 @@ type NetNS struct {
 // deletes it.
 func NewNetNS(t TB) *NetNS {
 	t.Helper()
+	skipUnlessPrivileged(t)
 	n, err := CreateNetNS()
 	if err != nil {
 		t.Fatalf("%v", err)
@@ -206,4 +208,29 @@ func (n *NetNS) Inode() (uint64, error) {
 		return 0, fmt.Errorf("stat netns %q: %w", n, err)
 	}
 	return st.Ino, nil
+}
+
+// skipUnlessPrivileged skips a test (not a Session) that cannot or should
+// not build namespaces: one run without root, or with -short.
+func skipUnlessPrivileged(t TB) {
+	sk, ok := t.(interface{ Skip(args ...any) })
+	if !ok {
+		return
+	}
+	t.Helper()
+	if err := privileged(); err != nil {
+		sk.Skip(err)
+	}
+}
+
+// privileged says why namespaces are not built here: not root, or a test
+// binary run with -short (the unit tests only: `make test-unit`).
+func privileged() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the test bed needs root: it creates network namespaces")
+	}
+	if f := flag.Lookup("test.short"); f != nil && f.Value.String() == "true" {
+		return fmt.Errorf("-short: the test bed builds network namespaces (run as root without -short for the end-to-end tests)")
+	}
+	return nil
 }

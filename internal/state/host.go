@@ -1,0 +1,93 @@
+package state
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Host identifies the live host a record was written on: the network
+// namespace of the writing thread and the boot. A record whose Host is not
+// the live one describes objects that are gone (a deleted namespace, a
+// previous boot) or belong to someone else (another namespace sharing the
+// state directory, as /run is shared by every namespace of a host), and is
+// never acted on.
+type Host struct {
+	// NetNS is "DEV:INODE" of the nsfs file of the network namespace.
+	NetNS string `json:"netns"`
+	// BootID is /proc/sys/kernel/random/boot_id.
+	BootID string `json:"bootID"`
+}
+
+// CurrentHost returns the Host of the calling thread. The caller must be
+// locked to its OS thread when it works in another namespace than the
+// process's (as every tapbridge entry point is).
+func CurrentHost() (Host, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return Host{}, fmt.Errorf("identifying the network namespace: %w", err)
+	}
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return Host{}, fmt.Errorf("reading the boot id: %w", err)
+	}
+	return Host{
+		NetNS:  fmt.Sprintf("%d:%d", st.Dev, st.Ino),
+		BootID: strings.TrimSpace(string(boot)),
+	}, nil
+}
+
+// Differs says how h is not the live host, or "" when it is.
+func (h Host) Differs(live Host) string {
+	switch {
+	case h.BootID == "" || h.NetNS == "":
+		return "it does not say which boot and network namespace it describes (written by an older tapbridge)"
+	case h.BootID != live.BootID:
+		return fmt.Sprintf("it was written before a reboot (boot %s, now %s)", h.BootID, live.BootID)
+	case h.NetNS != live.NetNS:
+		return fmt.Sprintf("it was written in another network namespace (nsfs %s, this one is %s)", h.NetNS, live.NetNS)
+	}
+	return ""
+}
+
+// SetAside renames the record at path out of the way, keeping it for
+// inspection, and returns its new name: PATH.stale-TIME.
+func SetAside(path string) (string, error) {
+	to := path + ".stale-" + time.Now().UTC().Format("20060102T150405.000000000Z")
+	if err := os.Rename(path, to); err != nil {
+		return "", fmt.Errorf("setting %q aside: %w", path, err)
+	}
+	return to, nil
+}
+
+// NetNSAlive reports whether the network namespace netns ("DEV:INODE", as
+// in Host) still exists: a process is in it, or it is bind-mounted under
+// /run/netns or /var/run/netns. It errs towards "alive" only from what it
+// sees; a namespace held by a descriptor alone is not seen.
+func NetNSAlive(netns string) bool {
+	matches := func(p string) bool {
+		var st unix.Stat_t
+		return unix.Stat(p, &st) == nil && fmt.Sprintf("%d:%d", st.Dev, st.Ino) == netns
+	}
+	for _, dir := range []string{"/run/netns", "/var/run/netns"} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if matches(dir + "/" + e.Name()) {
+				return true
+			}
+		}
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		if p.Name()[0] < '0' || p.Name()[0] > '9' {
+			continue
+		}
+		if matches("/proc/" + p.Name() + "/ns/net") {
+			return true
+		}
+	}
+	return false
+}
