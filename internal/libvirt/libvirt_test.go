@@ -2,9 +2,11 @@ package libvirt
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -231,5 +233,31 @@ func TestFind(t *testing.T) {
 				t.Errorf("Find(%s, %s) = %s; want %s", tc.tap, tc.tapMAC, got, tc.want)
 			}
 		})
+	}
+}
+
+// The metadata of docs/libvirt.md parses, as written.
+func TestDocsMetadata(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/libvirt.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile(`(?sm)^ *<metadata>\n.*?</metadata>`).FindAll(doc, -1)
+	if len(blocks) < 3 {
+		t.Fatalf("docs/libvirt.md has %d <metadata> blocks; want the reference and ways 1 and 4", len(blocks))
+	}
+	var ifaces strings.Builder
+	for _, m := range regexp.MustCompile(`52:54:00:12:34:5[0-9]`).FindAllString(string(doc), -1) {
+		fmt.Fprintf(&ifaces, "<interface type='ethernet'><mac address='%s'/></interface>", m)
+	}
+	for _, b := range blocks {
+		xml := "<domain><name>doc</name><uuid>3f0b8c8e-2d55-4c0e-9d47-6a1f7a3b2c11</uuid>" + string(b) + "<devices>" + ifaces.String() + "</devices></domain>"
+		d, err := Parse([]byte(xml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.PortErr != nil || d.Port == nil {
+			t.Errorf("docs/libvirt.md metadata:\n%s\nPort %v, error %v", b, d.Port, d.PortErr)
+		}
 	}
 }
