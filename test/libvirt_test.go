@@ -165,14 +165,7 @@ func (l *libvirtd) stop(t *testing.T, done chan error) {
 			}
 		}
 	}
-	pidFiles, _ := filepath.Glob(fmt.Sprintf("/proc/%d/root/run/libvirt/qemu/*.pid", pid))
-	var qemus []int
-	for _, f := range pidFiles {
-		data, _ := os.ReadFile(f)
-		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && n > 1 {
-			qemus = append(qemus, n)
-		}
-	}
+	qemus := qemuPIDs(fmt.Sprintf("/proc/%d/root/run/libvirt/qemu/*.pid", pid))
 	_ = l.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-done:
@@ -180,7 +173,29 @@ func (l *libvirtd) stop(t *testing.T, done chan error) {
 		_ = l.cmd.Process.Kill()
 		<-done
 	}
-	for _, q := range qemus {
+	killLeft(t, qemus)
+}
+
+// qemuPIDs reads the PID files of libvirt's QEMUs that match pattern.
+func qemuPIDs(pattern string) []int {
+	files, _ := filepath.Glob(pattern)
+	var pids []int
+	for _, f := range files {
+		if filepath.Base(f) == "driver.pid" {
+			continue // libvirtd's own
+		}
+		data, _ := os.ReadFile(f)
+		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && n > 1 {
+			pids = append(pids, n)
+		}
+	}
+	return pids
+}
+
+// killLeft kills, by PID, the QEMUs a stopped libvirtd left running: those
+// that a failed test did not get to destroy.
+func killLeft(t *testing.T, pids []int) {
+	for _, q := range pids {
 		if p, err := os.FindProcess(q); err == nil && p.Signal(syscall.Signal(0)) == nil {
 			t.Logf("cleanup: killing QEMU %d that libvirt left", q)
 			_ = p.Kill()
@@ -243,6 +258,7 @@ func (l *libvirtd) startSession(t *testing.T) {
 				_, _ = l.sessionVirsh("destroy", name)
 			}
 		}
+		qemus := qemuPIDs(filepath.Join(run, "libvirt", "qemu", "run", "*.pid"))
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
@@ -250,6 +266,7 @@ func (l *libvirtd) startSession(t *testing.T) {
 			_ = cmd.Process.Kill()
 			<-done
 		}
+		killLeft(t, qemus)
 		if t.Failed() {
 			t.Logf("session libvirtd's output:\n%s", log.String())
 		}
