@@ -331,15 +331,6 @@ func cniError(t testing.TB, stdout string) *types.Error {
 	return e
 }
 
-// errCode is the CNI code of err (from libcni), or 0.
-func errCode(err error) uint {
-	var e *types.Error
-	if errors.As(err, &e) {
-		return e.Code
-	}
-	return 0
-}
-
 // linkMAC returns the MAC of name in n.
 func linkMAC(t testing.TB, n *testbed.NetNS, name string) string {
 	t.Helper()

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tapbridge/tapbridge/internal/cniplugin"
+	"github.com/tapbridge/tapbridge/internal/testkit"
 	"github.com/tapbridge/tapbridge/test/testbed"
 )
 
@@ -348,8 +349,8 @@ func TestCNICheckFindsDifferences(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.msg) {
 				t.Fatalf("CHECK = %v, want an error containing %q", err, tt.msg)
 			}
-			if tt.name != "IPAM lease lost" && errCode(err) != cniplugin_ErrCheck {
-				t.Errorf("CHECK error code %d, want %d", errCode(err), cniplugin_ErrCheck)
+			if tt.name != "IPAM lease lost" && testkit.CNICode(err) != cniplugin_ErrCheck {
+				t.Errorf("CHECK error code %d, want %d", testkit.CNICode(err), cniplugin_ErrCheck)
 			}
 		})
 	}
@@ -389,8 +390,8 @@ func TestCNIStatus(t *testing.T) {
 			case tt.msg == "" && err != nil:
 				t.Fatalf("STATUS: %v", err)
 			case tt.msg == "":
-			case err == nil || !strings.Contains(err.Error(), tt.msg) || errCode(err) != types.ErrPluginNotAvailable:
-				t.Fatalf("STATUS = %v (code %d), want code 50 and %q", err, errCode(err), tt.msg)
+			case err == nil || !strings.Contains(err.Error(), tt.msg) || testkit.CNICode(err) != types.ErrPluginNotAvailable:
+				t.Fatalf("STATUS = %v (code %d), want code 50 and %q", err, testkit.CNICode(err), tt.msg)
 			}
 		})
 	}

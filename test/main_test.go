@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/tapbridge/tapbridge/internal/testkit"
 )
 
 var (
@@ -73,12 +75,4 @@ func tool(name string) string { return filepath.Join(toolsDir, name) }
 
 // needRoot skips the end-to-end tests when not run as root, and with
 // -short (`make test-unit` runs the unit tests only).
-func needRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
-	}
-	if testing.Short() {
-		t.Skip("-short: an end-to-end test (run as root without -short)")
-	}
-}
+func needRoot(t testing.TB) { testkit.NeedRoot(t, "an end-to-end test: builds network namespaces") }

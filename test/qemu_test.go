@@ -22,6 +22,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/tap"
+	"github.com/tapbridge/tapbridge/internal/testkit"
 	"github.com/tapbridge/tapbridge/test/testbed"
 )
 
@@ -707,23 +708,11 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("the helper did not finish after the lock was released")
 			}
-			buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
-			_, oobn, _, _, err := unix.Recvmsg(int(qemuEnd.Fd()), buf, oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
-			if err != nil {
-				t.Fatalf("no TAP descriptor from the helper: %v", err)
-			}
-			msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-			if len(msgs) != 1 {
-				t.Fatalf("control messages: %v", msgs)
-			}
-			tapFDs, err := unix.ParseUnixRights(&msgs[0])
-			if err != nil || len(tapFDs) != 1 {
-				t.Fatalf("rights: %v %v", tapFDs, err)
-			}
+			tapFD := testkit.RecvFD(t, int(qemuEnd.Fd()))
 			if out := n.MustExec(t, "ip", "-o", "link", "show", "master", "br0"); !strings.Contains(out, "tap0") {
 				t.Errorf("the helper's TAP is not on br0: %s", out)
 			}
-			unix.Close(tapFDs[0])
+			unix.Close(tapFD)
 			if out := n.MustExec(t, "ip", "-o", "link", "show", "type", "tun"); strings.Contains(out, "tap0") {
 				t.Errorf("the helper's TAP outlived its last descriptor: %s", out)
 			}

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tapbridge/tapbridge/internal/testkit"
 	"github.com/tapbridge/tapbridge/test/frames"
 	"github.com/tapbridge/tapbridge/test/testbed"
 )
@@ -152,27 +153,15 @@ func (p *policyLAN) helperTAP(t *testing.T) *frames.TAP {
 	if err != nil {
 		t.Fatalf("bridge helper: %v\n%s", err, out)
 	}
-	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := unix.Recvmsg(int(qemuEnd.Fd()), buf, oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
-	if err != nil {
-		t.Fatalf("no TAP descriptor from the helper: %v", err)
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		t.Fatalf("control messages: %v, %v", msgs, err)
-	}
-	rights, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(rights) != 1 {
-		t.Fatalf("rights: %v, %v", rights, err)
-	}
+	fd := testkit.RecvFD(t, int(qemuEnd.Fd()))
 	ifr, err := unix.NewIfreq("")
 	if err == nil {
-		err = unix.IoctlIfreq(rights[0], unix.TUNGETIFF, ifr)
+		err = unix.IoctlIfreq(fd, unix.TUNGETIFF, ifr)
 	}
 	if err != nil {
 		t.Fatalf("TUNGETIFF: %v", err)
 	}
-	vm := frames.NewTAP(ifr.Name(), os.NewFile(uintptr(rights[0]), ifr.Name()))
+	vm := frames.NewTAP(ifr.Name(), os.NewFile(uintptr(fd), ifr.Name()))
 	t.Cleanup(func() { vm.Close() })
 	return vm
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/tap"
+	"github.com/tapbridge/tapbridge/internal/testkit"
 	"github.com/tapbridge/tapbridge/internal/vmport"
 )
 
@@ -383,37 +384,6 @@ func TestParseHelperArgs(t *testing.T) {
 	}
 }
 
-// socketpair returns QEMU's end and the helper's end of the socket QEMU
-// reads the TAP from.
-func socketpair(t *testing.T) (qemu, helper int) {
-	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
-	return fds[0], fds[1]
-}
-
-// recvFD is QEMU's recv_fd: one byte and one descriptor.
-func recvFD(t *testing.T, sock int) int {
-	t.Helper()
-	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
-	if err != nil || n != 1 {
-		t.Fatalf("recvmsg = %d, %v", n, err)
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		t.Fatalf("control messages %v, %v", msgs, err)
-	}
-	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 1 {
-		t.Fatalf("rights %v, %v", fds, err)
-	}
-	return fds[0]
-}
-
 func TestHelper(t *testing.T) {
 	nstest.Run(t, func() {
 		dir := t.TempDir()
@@ -422,11 +392,11 @@ func TestHelper(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := writeConf(t, fmt.Sprintf(`{"bridge": "br0", "mtu": 4000, "acl": %q}`, aclPath))
-		qemu, sock := socketpair(t)
+		qemu, sock := testkit.Socketpair(t)
 		if err := helper([]string{"--use-vnet", fmt.Sprintf("--fd=%d", sock), "--br=br0"}, e.get, Caller{}); err != nil {
 			t.Fatal(err)
 		}
-		fd := recvFD(t, qemu)
+		fd := testkit.RecvFD(t, qemu)
 		var name string
 		ls, _ := netlink.LinkList()
 		for _, l := range ls {
@@ -512,7 +482,7 @@ func TestHelperFailures(t *testing.T) {
 					conf = fmt.Sprintf(`{"acl": %q}`, p)
 				}
 				e := writeConf(t, conf)
-				_, sock := socketpair(t)
+				_, sock := testkit.Socketpair(t)
 				before := links(t)
 				err := helper(tt.args(sock), e.get, tt.caller)
 				if err == nil {

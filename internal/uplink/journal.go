@@ -11,9 +11,9 @@ import (
 
 // Journal phases.
 const (
-	phaseUp   = "migrating" // Up started; the snapshot is the truth
-	phaseDone = "up"        // the bridge holds the uplink
-	phaseDown = "restoring" // Down (or a rollback) started
+	phaseMigrating = "migrating" // Up started; the snapshot is the truth
+	phaseUp        = "up"        // the bridge holds the uplink
+	phaseRestoring = "restoring" // Down (or a rollback) started
 )
 
 // JournalVersion is the schema version of the journal this tapbridge

@@ -193,7 +193,7 @@ func remaining(lft int, since time.Time) int {
 // (its up/down state, the bridge's own MAC and addresses) and what to
 // report as changed since. Every step is idempotent.
 func (j *Journal) restoreLive(o Options) (string, error) {
-	j.Phase = phaseDown
+	j.Phase = phaseRestoring
 	if err := j.save(); err != nil {
 		return "", err
 	}
@@ -339,7 +339,7 @@ func (j *Journal) liveOnBridge(br netlink.Link) ([]netlink.Addr, []netlink.Route
 		return nil, nil, nil, err
 	}
 	moved, before := map[string]bool{}, map[string]bool{}
-	for _, r := range rename(j.Rules, j.Uplink, j.Bridge) {
+	for _, r := range renameInRules(j.Rules, j.Uplink, j.Bridge) {
 		moved[ruleKey(r)] = true
 	}
 	for _, k := range j.BridgeRules {
@@ -404,7 +404,7 @@ func delLiveAddrs(link netlink.Link, addrs []netlink.Addr) error {
 // differences says what the live state moved back differs in from the
 // snapshot up took: addresses and routes added or gone since.
 func (j *Journal) differences(addrs []netlink.Addr, routes []netlink.Route) string {
-	if j.Phase != phaseDown {
+	if j.Phase != phaseRestoring {
 		return ""
 	}
 	snapA := map[string]bool{}

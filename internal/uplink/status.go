@@ -104,10 +104,10 @@ func GetStatus(br string) (*Status, error) {
 			}
 		}
 		if j != nil {
-			if j.Phase != phaseDone {
+			if j.Phase != phaseUp {
 				s.Problems = append(s.Problems, fmt.Sprintf("an earlier run stopped while %s; re-run 'tapbridge up' or 'tapbridge down'", j.Phase))
 			} else {
-				s.Problems = append(s.Problems, j.check()...)
+				s.Problems = append(s.Problems, j.liveProblems()...)
 			}
 		}
 	}
@@ -115,9 +115,9 @@ func GetStatus(br string) (*Status, error) {
 	return s, nil
 }
 
-// check compares the live state with a completed migration and lists what
+// liveProblems compares the live state with a completed migration and lists what
 // differs.
-func (j *Journal) check() []string {
+func (j *Journal) liveProblems() []string {
 	var problems []string
 	br, err := bridge.Get(j.Bridge)
 	if err != nil {

@@ -47,13 +47,13 @@ func TestCheckRefusesWiFi(t *testing.T) {
 			attrs := netlink.NewLinkAttrs()
 			attrs.Name, attrs.Index, attrs.EncapType, attrs.MTU = "wlan0", 7, "ether", 1500
 			attrs.HardwareAddr = []byte{0x52, 0x54, 0, 1, 2, 3}
-			err := check(Options{Bridge: "br0", Uplink: "wlan0"}, &netlink.Device{LinkAttrs: attrs})
+			err := checkBridgeable(Options{Bridge: "br0", Uplink: "wlan0"}, &netlink.Device{LinkAttrs: attrs})
 			got := err != nil && strings.Contains(err.Error(), "Wi-Fi")
 			if got != tt.want {
-				t.Fatalf("check() = %v, want Wi-Fi refusal %v", err, tt.want)
+				t.Fatalf("checkBridgeable() = %v, want Wi-Fi refusal %v", err, tt.want)
 			}
 			if got && !errors.Is(err, ErrNotBridgeable) {
-				t.Fatalf("check() = %v, want ErrNotBridgeable", err)
+				t.Fatalf("checkBridgeable() = %v, want ErrNotBridgeable", err)
 			}
 		})
 	}
