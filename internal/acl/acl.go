@@ -123,16 +123,6 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// Format writes directives back in the file format.
-func Format(ds []Directive) []byte {
-	var b strings.Builder
-	for _, d := range ds {
-		b.WriteString(d.String())
-		b.WriteByte('\n')
-	}
-	return []byte(b.String())
-}
-
 // Rule is an allow or deny rule and where it was written.
 type Rule struct {
 	Cmd    Command // Allow or Deny

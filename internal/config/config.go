@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 
@@ -290,7 +291,7 @@ func (c *Conf) Validate() error {
 }
 
 // ProbeDuration parses probeTimeout.
-func (c *Conf) ProbeDuration() (d Duration, err error) {
+func (c *Conf) ProbeDuration() (d time.Duration, err error) {
 	return ParseDuration("probeTimeout", c.ProbeTimeout)
 }
 

@@ -2,11 +2,8 @@ package config
 
 import "time"
 
-// Duration is a time.Duration parsed from a string such as "5s".
-type Duration = time.Duration
-
 // ParseDuration parses a positive duration for the field named field.
-func ParseDuration(field, s string) (Duration, error) {
+func ParseDuration(field, s string) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}

@@ -31,9 +31,6 @@ func Path(parts ...string) string {
 	return filepath.Join(append([]string{Dir()}, parts...)...)
 }
 
-// ErrNotExist is returned by ReadJSON when there is no record.
-var ErrNotExist = fs.ErrNotExist
-
 // tmpPrefix starts the name of a record being written: "." + base + tmpPrefix.
 const tmpPrefix = ".tmp-"
 

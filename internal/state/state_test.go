@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -54,7 +55,7 @@ func TestKilledWritersLeaveNoTempFiles(t *testing.T) {
 			t.Fatalf("kill %d: the writer was not killed: %v", i, err)
 		}
 		var rec map[string]any
-		if err := ReadJSON(Path("uplink", "br0.json"), &rec); err != nil && !errors.Is(err, ErrNotExist) {
+		if err := ReadJSON(Path("uplink", "br0.json"), &rec); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("kill %d: torn record: %v", i, err)
 		}
 		temps, _ := TempFiles()
