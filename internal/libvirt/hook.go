@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -195,7 +196,7 @@ func release(c *config.Conf, d *Domain) error {
 	}
 	var rec started
 	err := state.ReadJSON(startedPath(d.UUID), &rec)
-	if err != nil && !errors.Is(err, state.ErrNotExist) {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	var errs []error
