@@ -1008,4 +1008,3 @@ func addTaps(t testing.TB, l *lab, n int) []string {
 	})
 	return names
 }
-

@@ -1,7 +1,6 @@
 package policy
 
 import (
-
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
