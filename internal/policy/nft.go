@@ -56,7 +56,14 @@ const (
 	setPortIP4  = "port_ip4"     // iifname . ipv4_addr, with IPSpoofCheck
 	setPortIP6  = "port_ip6"     // iifname . ipv6_addr, with IPSpoofCheck
 	setDrops    = "drops"        // iifname . guard id, each with a counter
+	setFast4    = "fast4"        // iifname . ether_addr . ipv4_addr, both spoof checks
+	setFast6    = "fast6"        // iifname . ether_addr . ipv6_addr, both spoof checks
 )
+
+var setNames = []string{
+	setPolicies, setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC,
+	setPortMAC, setPortIP4, setPortIP6, setDrops, setFast4, setFast6,
+}
 
 // Guards are the reasons a frame is dropped, each counted per port (see
 // Counters). Their ids (index + 1) are the second half of a drops key.
@@ -71,6 +78,8 @@ var (
 	ifnameIP4  = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr)
 	ifnameIP6  = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIP6Addr)
 	ifnameMark = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeMark)
+	fast4Type  = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeEtherAddr, nftables.TypeIPAddr)
+	fast6Type  = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeEtherAddr, nftables.TypeIP6Addr)
 )
 
 var table = &nftables.Table{Name: tableName, Family: nftables.TableFamilyBridge}
@@ -87,7 +96,7 @@ func sets() map[string]*nftables.Set {
 		// KeyByteOrder: so that nft(8) prints names, not byte-swapped ones.
 		m[name] = &nftables.Set{Table: table, Name: name, ID: setIDs.Add(1), KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian}
 	}
-	for name, t := range map[string]nftables.SetDatatype{setPortMAC: ifnameMAC, setPortIP4: ifnameIP4, setPortIP6: ifnameIP6, setDrops: ifnameMark} {
+	for name, t := range map[string]nftables.SetDatatype{setPortMAC: ifnameMAC, setPortIP4: ifnameIP4, setPortIP6: ifnameIP6, setDrops: ifnameMark, setFast4: fast4Type, setFast6: fast6Type} {
 		m[name] = &nftables.Set{Table: table, Name: name, ID: setIDs.Add(1), KeyType: t, Concatenation: true}
 	}
 	// Every element of drops gets a counter; a lookup that finds an
@@ -155,12 +164,20 @@ func elements(port string, r record) []elem {
 				continue
 			}
 			seen[ip] = true
+			// fast4 and fast6: what passes both checks, for one lookup.
+			fast := r.MACCheck && r.MAC != nil
 			if ip.Is4() {
 				a := ip.As4()
 				add(setPortIP4, a[:])
+				if fast {
+					add(setFast4, r.MAC, a[:])
+				}
 			} else {
 				a := ip.As16()
 				add(setPortIP6, a[:])
+				if fast {
+					add(setFast6, r.MAC, a[:])
+				}
 			}
 		}
 	}

@@ -68,7 +68,10 @@ func concat(exprs ...[]expr.Any) []expr.Any {
 }
 
 // load loads n bytes at off of the link layer, network or transport header
-// into register reg (1: the first 16 bytes, 2: the next 16).
+// into register 1. loadTo loads into register reg: 1 and 2 are the first
+// and second 16 bytes, 8 to 23 the 4-byte registers they are made of
+// (12 starts the second 16 bytes); a concatenation's parts go one after
+// the other, each rounded up to 4 bytes.
 func load(base expr.PayloadBase, off, n uint32) []expr.Any { return loadTo(1, base, off, n) }
 
 func loadTo(reg uint32, base expr.PayloadBase, off, n uint32) []expr.Any {
@@ -81,6 +84,8 @@ func compare(op expr.CmpOp, data []byte) []expr.Any {
 
 func eq(data ...byte) []expr.Any  { return compare(expr.CmpOpEq, data) }
 func neq(data ...byte) []expr.Any { return compare(expr.CmpOpNeq, data) }
+func gte(data []byte) []expr.Any  { return compare(expr.CmpOpGte, data) }
+func lte(data []byte) []expr.Any  { return compare(expr.CmpOpLte, data) }
 
 func be16(v uint16) []byte { return []byte{byte(v >> 8), byte(v)} }
 
@@ -142,7 +147,7 @@ func dropFor(g string) []expr.Any { return jump("drop_" + g) }
 // rules that jump make it validate the whole table.
 func addBase(c *nftables.Conn, sets map[string]*nftables.Set) error {
 	c.AddTable(table)
-	for _, name := range []string{setPolicies, setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC, setPortMAC, setPortIP4, setPortIP6, setDrops} {
+	for _, name := range setNames {
 		if err := c.AddSet(sets[name], nil); err != nil {
 			return err
 		}
@@ -158,7 +163,7 @@ func addBase(c *nftables.Conn, sets map[string]*nftables.Set) error {
 		Policy:   &accept,
 	})
 	chains := map[string]*nftables.Chain{baseChain: base}
-	for _, name := range []string{"vm", "v4", "v4_ip", "arp", "arp_ip", "v6", "frag6", "v6_ip", "v6_nd", "nd_ns", "nd_na", "nd_rs", "v6_unspec"} {
+	for _, name := range []string{"vm", "mac", "v4", "v4_dhcp", "v4_ip", "arp", "arp_ip", "v6", "v6_slow", "frag6", "v6_ip", "v6_nd", "nd_ns", "nd_na", "nd_rs", "v6_unspec"} {
 		chains[name] = w.chain(name)
 	}
 	for _, g := range Guards {
@@ -167,19 +172,18 @@ func addBase(c *nftables.Conn, sets map[string]*nftables.Set) error {
 	for _, ch := range chains {
 		c.FlushChain(ch)
 	}
-	w.rules(chains)
-	return nil
+	return w.rules(chains)
 }
 
 // rules writes every rule. Checks that count most frames come first in a
 // chain, and each rule starts with its cheapest comparison, so that the
 // VM's own traffic meets few expressions.
-func (w *ruleset) rules(ch map[string]*nftables.Chain) {
+func (w *ruleset) rules(ch map[string]*nftables.Chain) error {
 	// bridge prerouting: frames from a port with a policy go to vm. When
 	// vm returns (or a chain it went to with goto), the policy accepts.
 	w.rule(ch[baseChain], w.member(setPolicies), jump("vm"))
 
-	// vm: what every policy checks, then one chain per Ethernet type.
+	// vm: the reserved group addresses, then one chain per Ethernet type.
 	//
 	// IEEE 802.1D reserved group addresses 01:80:c2:00:00:00-0f (STP
 	// BPDUs, pause, LACP, 802.1X, LLDP...) are never meant to cross a
@@ -190,50 +194,85 @@ func (w *ruleset) rules(ch map[string]*nftables.Chain) {
 	// goes to the bridge's own STP before any hook, and the port's BPDU
 	// guard flag disables the port; LLDP (0e) and the others the bridge
 	// keeps are delivered to the host only, never to another port.
-	w.rule(ch["vm"], load(ll, 0, 6),
-		[]expr.Any{&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 6, Mask: []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xf0}, Xor: make([]byte, 6)}},
-		eq(0x01, 0x80, 0xc2, 0, 0, 0), w.member(setBPDU), dropFor("bpdu"))
-	// ether saddr must be the VM's MAC.
-	w.rule(ch["vm"], w.member(setMACCheck), w.pair(setPortMAC, ll, 6, 6, true), dropFor("mac"))
-	w.rule(ch["vm"], etherType(etherIPv4), gotoChain("v4"))
-	w.rule(ch["vm"], etherType(etherIPv6), gotoChain("v6"))
-	w.rule(ch["vm"], etherType(etherARP), gotoChain("arp"))
-	// A VLAN tag (802.1Q, 802.1ad, or the older 0x9100; single or double)
-	// hides the frame's real type and payload from every rule below, and a
-	// VM port is an access port: any guard on drops every tagged frame.
-	for _, t := range []uint16{ether8021Q, ether8021AD, ether9100} {
-		w.rule(ch["vm"], etherType(t), dropFor("tagged"))
+	// (The first four bytes alone first: a 4-byte load and compare is the
+	// kernel's cheapest rule, and it fails for every other frame.)
+	w.rule(ch["vm"], load(ll, 0, 4), eq(0x01, 0x80, 0xc2, 0), load(ll, 4, 2),
+		[]expr.Any{&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 2, Mask: []byte{0xff, 0xf0}, Xor: []byte{0, 0}}},
+		eq(0, 0), w.member(setBPDU), dropFor("bpdu"))
+	// One hash lookup sends a frame to the chain of its Ethernet type. A
+	// VLAN tag (802.1Q, 802.1ad, or the older 0x9100; single or double)
+	// hides the frame's real type and payload from every rule, and a VM
+	// port is an access port: any guard on drops every tagged frame. The
+	// map is anonymous and constant, written with the table: its jumps
+	// are validated once, not on every attach.
+	dispatch := &nftables.Set{
+		Table: table, Name: "__map%d", ID: setIDs.Add(1), Anonymous: true, Constant: true,
+		IsMap: true, KeyType: nftables.TypeEtherType, DataType: nftables.TypeVerdict,
 	}
+	var els []nftables.SetElement
+	for _, e := range []struct {
+		etherType uint16
+		chain     string
+	}{
+		{etherIPv4, "v4"}, {etherIPv6, "v6"}, {etherARP, "arp"},
+		{ether8021Q, "drop_tagged"}, {ether8021AD, "drop_tagged"}, {ether9100, "drop_tagged"},
+	} {
+		els = append(els, nftables.SetElement{Key: be16(e.etherType), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.chain}})
+	}
+	if err := w.c.AddSet(dispatch, els); err != nil {
+		return err
+	}
+	// etherType: the payload expression puts back a VLAN tag the driver
+	// took off (nft_payload_copy_vlan), so a tagged frame shows its tag
+	// protocol here, whatever the offload.
+	// IPv4, by far the most frames, by a compare, cheaper than a lookup.
+	w.rule(ch["vm"], load(ll, 12, 2), eq(be16(etherIPv4)...), gotoChain("v4"))
+	w.rule(ch["vm"], load(ll, 12, 2), []expr.Any{&expr.Lookup{SourceRegister: 1, SetName: dispatch.Name, SetID: dispatch.ID, IsDestRegSet: true, DestRegister: 0}})
+	// Any other type: the MAC check.
+	w.rule(ch["vm"], jump("mac"))
 
-	// v4.
+	// mac: ether saddr must be the VM's MAC.
+	w.rule(ch["mac"], w.member(setMACCheck), w.pair(setPortMAC, ll, 6, 6, true), dropFor("mac"))
+
+	// v4. DHCP first (UDP to 67 or 68, see v4_dhcp); then the fast path:
+	// a port with both spoof checks whose frame has the VM's MAC and one of
+	// its IPv4 addresses as sources is done with one lookup (what
+	// fast4 holds is exactly what mac and v4_ip would let through).
+	// Everything else takes the long way.
+	w.rule(ch["v4"], l4proto(protoUDP), load(th, 2, 2), gte(be16(portBOOTPS)), lte(be16(portBOOTPC)), jump("v4_dhcp"))
+	w.rule(ch["v4"], iifname, loadTo(12, ll, 6, 6), loadTo(14, nh, 12, 4), w.lookup(setFast4, false), accept)
+	w.rule(ch["v4"], jump("mac"))
+	w.rule(ch["v4"], w.member(setIPCheck), gotoChain("v4_ip"))
+
+	// v4_dhcp.
 	//
 	// Fragments: the kernel shows a rule the transport header of a first
 	// fragment (offset 0) only; in later fragments a transport load fails
-	// and its rule does not match. A later fragment cannot carry a UDP
-	// header (offset >= 8 bytes, the header is bytes 0-7), so it cannot
-	// make a datagram DHCP: what it belongs to was judged by its first
-	// fragment. A first fragment of a datagram that is fragmented (MF set)
-	// always holds the whole UDP header (its payload is a multiple of 8
-	// bytes, and a 0-byte one leaves the header to another offset-0
-	// fragment, which is judged as a first one too). DHCP never needs
-	// fragments, and a fragmented client message could hide its chaddr in
-	// a later fragment: a first fragment to port 67 or 68 is dropped.
-	for _, p := range []uint16{portBOOTPS, portBOOTPC} {
-		w.rule(ch["v4"], l4proto(protoUDP), load(nh, 6, 2),
-			[]expr.Any{&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 2, Mask: be16(0x2000), Xor: []byte{0, 0}}},
-			neq(0, 0), load(th, 2, 2), eq(be16(p)...), dropFor("fragment"))
-	}
+	// and its rule does not match (so a later fragment never comes here).
+	// A later fragment cannot carry a UDP header (offset >= 8 bytes, the
+	// header is bytes 0-7), so it cannot make a datagram DHCP: what it
+	// belongs to was judged by its first fragment. A first fragment of a
+	// datagram that is fragmented (MF set) always holds the whole UDP
+	// header (its payload is a multiple of 8 bytes, and a 0-byte one leaves
+	// the header to another offset-0 fragment, which is judged as a first
+	// one too). DHCP never needs fragments, and a fragmented client
+	// message could hide its chaddr in a later fragment: a first fragment
+	// to port 67 or 68 is dropped.
+	w.rule(ch["v4_dhcp"], load(nh, 6, 2),
+		[]expr.Any{&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 2, Mask: be16(0x2000), Xor: []byte{0, 0}}},
+		neq(0, 0), dropFor("fragment"))
 	// DHCP guard: whatever the source port, nothing from a VM goes to the
 	// client port 68, and no BOOTREPLY (op 2) goes to the server port 67
 	// (which is what a server sends a relay agent).
-	w.rule(ch["v4"], udpDport(portBOOTPC), w.member(setDHCP), dropFor("dhcp"))
-	w.rule(ch["v4"], udpDport(portBOOTPS), load(th, 8, 1), eq(2), w.member(setDHCP), dropFor("dhcp"))
-	// DHCP starvation: with the VM's MAC known, a client message names it
-	// as the client: htype Ethernet, hlen 6 (a longer chaddr would make
-	// every message a new client) and chaddr (at 8+28) the VM's MAC.
-	w.rule(ch["v4"], udpDport(portBOOTPS), w.member(setChaddr), load(th, 9, 2), neq(1, 6), dropFor("chaddr"))
-	w.rule(ch["v4"], udpDport(portBOOTPS), w.member(setChaddr), w.pair(setPortMAC, th, 36, 6, true), dropFor("chaddr"))
-	w.rule(ch["v4"], w.member(setIPCheck), gotoChain("v4_ip"))
+	w.rule(ch["v4_dhcp"], load(th, 2, 2), eq(be16(portBOOTPC)...), w.member(setDHCP), dropFor("dhcp"))
+	w.rule(ch["v4_dhcp"], load(th, 8, 1), eq(2), w.member(setDHCP), dropFor("dhcp"))
+	// DHCP starvation: with the VM's MAC known, every message to port 67
+	// names it as the client: htype Ethernet, hlen 6 (a longer chaddr
+	// would make every message a new client) and chaddr (at 8+28) the
+	// VM's MAC.
+	w.rule(ch["v4_dhcp"], w.member(setChaddr), load(th, 2, 2), eq(be16(portBOOTPS)...), load(th, 9, 2), neq(1, 6), dropFor("chaddr"))
+	w.rule(ch["v4_dhcp"], w.member(setChaddr), load(th, 2, 2), eq(be16(portBOOTPS)...), w.pair(setPortMAC, th, 36, 6, true), dropFor("chaddr"))
+
 	// v4_ip: the source is the VM's, or 0.0.0.0 for a DHCP client's
 	// message (UDP 68 -> 67) before it has an address.
 	w.rule(ch["v4_ip"], w.pair(setPortIP4, nh, 12, 4, false), ret)
@@ -245,6 +284,7 @@ func (w *ruleset) rules(ch map[string]*nftables.Chain) {
 	// the VM's, or 0.0.0.0 for an ARP probe. A packet too short for a
 	// field passes its rule; the kernel's ARP (and every other) drops a
 	// truncated ARP packet.
+	w.rule(ch["arp"], jump("mac"))
 	w.rule(ch["arp"], w.member(setIPCheck), gotoChain("arp_ip"))
 	w.rule(ch["arp_ip"], load(nh, 0, 6), neq(0, 1, 0x08, 0x00, 6, 4), dropFor("ip"))
 	w.rule(ch["arp_ip"], w.member(setHasMAC), w.pair(setPortMAC, nh, 8, 6, true), dropFor("ip"))
@@ -252,7 +292,8 @@ func (w *ruleset) rules(ch map[string]*nftables.Chain) {
 	w.rule(ch["arp_ip"], w.pair(setPortIP4, nh, 14, 4, false), ret)
 	w.rule(ch["arp_ip"], dropFor("ip"))
 
-	// v6. First fragments: see frag6.
+	// v6. Fragments first (see frag6), DHCPv6, then the fast path as in
+	// v4, for anything but ICMPv6 (whose ND messages v6_nd must see).
 	w.rule(ch["v6"], []expr.Any{&expr.Exthdr{DestRegister: 1, Type: ipv6Frag, Offset: 0, Len: 1, Flags: unix.NFT_EXTHDR_F_PRESENT, Op: expr.ExthdrOpIpv6}},
 		eq(1), jump("frag6"))
 	// DHCPv6 guard: nothing to the client port 546, and no server message
@@ -261,10 +302,14 @@ func (w *ruleset) rules(ch map[string]*nftables.Chain) {
 	for _, t := range dhcp6ServerTypes {
 		w.rule(ch["v6"], udpDport(portDHCP6S), load(th, 8, 1), eq(t), w.member(setDHCP), dropFor("dhcp"))
 	}
-	// RA guard: router advertisements and redirects.
-	w.rule(ch["v6"], icmp6Type(icmp6RA), w.member(setRA), dropFor("ra"))
-	w.rule(ch["v6"], icmp6Type(icmp6Redirect), w.member(setRA), dropFor("ra"))
-	w.rule(ch["v6"], w.member(setIPCheck), gotoChain("v6_ip"))
+	w.rule(ch["v6"], l4proto(protoICMPv6), gotoChain("v6_slow"))
+	w.rule(ch["v6"], iifname, loadTo(12, ll, 6, 6), loadTo(14, nh, 8, 16), w.lookup(setFast6, false), accept)
+	w.rule(ch["v6"], gotoChain("v6_slow"))
+	// v6_slow. RA guard: router advertisements and redirects.
+	w.rule(ch["v6_slow"], icmp6Type(icmp6RA), w.member(setRA), dropFor("ra"))
+	w.rule(ch["v6_slow"], icmp6Type(icmp6Redirect), w.member(setRA), dropFor("ra"))
+	w.rule(ch["v6_slow"], jump("mac"))
+	w.rule(ch["v6_slow"], w.member(setIPCheck), gotoChain("v6_ip"))
 
 	// frag6: an IPv6 packet with a fragment header, from any port with a
 	// policy. The kernel finds a packet's transport header by walking its
@@ -346,4 +391,5 @@ func (w *ruleset) rules(ch map[string]*nftables.Chain) {
 		w.rule(c, iifname, []expr.Any{&expr.Immediate{Register: 2, Data: guardKey(i)}}, w.lookup(setDrops, false))
 		w.rule(c, []expr.Any{&expr.Counter{}}, verdict(expr.VerdictDrop, ""))
 	}
+	return nil
 }
