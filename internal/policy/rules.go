@@ -163,7 +163,7 @@ func addBase(c *nftables.Conn, sets map[string]*nftables.Set) error {
 		Policy:   &accept,
 	})
 	chains := map[string]*nftables.Chain{baseChain: base}
-	for _, name := range []string{"vm", "mac", "v4", "v4_dhcp", "v4_ip", "arp", "arp_ip", "v6", "v6_slow", "frag6", "v6_ip", "v6_nd", "nd_ns", "nd_na", "nd_rs", "v6_unspec"} {
+	for _, name := range []string{"vm", "reserved", "mac", "v4", "v4_dhcp", "v4_ip", "arp", "arp_ip", "v6", "v6_slow", "frag6", "v6_ip", "v6_nd", "nd_ns", "nd_na", "nd_rs", "v6_unspec"} {
 		chains[name] = w.chain(name)
 	}
 	for _, g := range Guards {
@@ -183,22 +183,8 @@ func (w *ruleset) rules(ch map[string]*nftables.Chain) error {
 	// vm returns (or a chain it went to with goto), the policy accepts.
 	w.rule(ch[baseChain], w.member(setPolicies), jump("vm"))
 
-	// vm: the reserved group addresses, then one chain per Ethernet type.
+	// vm: one chain per Ethernet type.
 	//
-	// IEEE 802.1D reserved group addresses 01:80:c2:00:00:00-0f (STP
-	// BPDUs, pause, LACP, 802.1X, LLDP...) are never meant to cross a
-	// bridge. With bpduGuard none of them leaves a VM's port: the rule
-	// sees every such frame the bridge would forward, which is all of
-	// them with the kernel's STP off (the default after `up`) and those
-	// group_fwd_mask lets through. With the kernel's STP on, a BPDU (00)
-	// goes to the bridge's own STP before any hook, and the port's BPDU
-	// guard flag disables the port; LLDP (0e) and the others the bridge
-	// keeps are delivered to the host only, never to another port.
-	// (The first four bytes alone first: a 4-byte load and compare is the
-	// kernel's cheapest rule, and it fails for every other frame.)
-	w.rule(ch["vm"], load(ll, 0, 4), eq(0x01, 0x80, 0xc2, 0), load(ll, 4, 2),
-		[]expr.Any{&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 2, Mask: []byte{0xff, 0xf0}, Xor: []byte{0, 0}}},
-		eq(0, 0), w.member(setBPDU), dropFor("bpdu"))
 	// One hash lookup sends a frame to the chain of its Ethernet type. A
 	// VLAN tag (802.1Q, 802.1ad, or the older 0x9100; single or double)
 	// hides the frame's real type and payload from every rule, and a VM
@@ -222,11 +208,14 @@ func (w *ruleset) rules(ch map[string]*nftables.Chain) error {
 	if err := w.c.AddSet(dispatch, els); err != nil {
 		return err
 	}
-	// etherType: the payload expression puts back a VLAN tag the driver
-	// took off (nft_payload_copy_vlan), so a tagged frame shows its tag
-	// protocol here, whatever the offload.
-	// IPv4, by far the most frames, by a compare, cheaper than a lookup.
+	// The Ethernet type as on the wire: the payload expression puts back
+	// a VLAN tag the driver took off (nft_payload_copy_vlan), so a tagged
+	// frame shows its tag protocol here, whatever the offload. IPv4, by
+	// far the most frames, goes first, by a compare, cheaper than a
+	// lookup; v4 looks at the reserved group addresses after its fast
+	// path, the others right here.
 	w.rule(ch["vm"], load(ll, 12, 2), eq(be16(etherIPv4)...), gotoChain("v4"))
+	w.rule(ch["vm"], jump("reserved"))
 	w.rule(ch["vm"], load(ll, 12, 2), []expr.Any{&expr.Lookup{SourceRegister: 1, SetName: dispatch.Name, SetID: dispatch.ID, IsDestRegSet: true, DestRegister: 0}})
 	// Any other type: the MAC check.
 	w.rule(ch["vm"], jump("mac"))
@@ -236,13 +225,31 @@ func (w *ruleset) rules(ch map[string]*nftables.Chain) error {
 
 	// v4. DHCP first (UDP to 67 or 68, see v4_dhcp); then the fast path:
 	// a port with both spoof checks whose frame has the VM's MAC and one of
-	// its IPv4 addresses as sources is done with one lookup (what
-	// fast4 holds is exactly what mac and v4_ip would let through).
-	// Everything else takes the long way.
+	// its IPv4 addresses as sources is done with one lookup (what fast4
+	// holds is exactly what mac and v4_ip would let through). Such a frame
+	// skips the reserved group check: an untagged IPv4 packet is none of
+	// the link-local protocols that use those addresses. Everything else
+	// takes the long way.
 	w.rule(ch["v4"], l4proto(protoUDP), load(th, 2, 2), gte(be16(portBOOTPS)), lte(be16(portBOOTPC)), jump("v4_dhcp"))
 	w.rule(ch["v4"], iifname, loadTo(12, ll, 6, 6), loadTo(14, nh, 12, 4), w.lookup(setFast4, false), accept)
+	w.rule(ch["v4"], jump("reserved"))
 	w.rule(ch["v4"], jump("mac"))
 	w.rule(ch["v4"], w.member(setIPCheck), gotoChain("v4_ip"))
+
+	// reserved: IEEE 802.1D reserved group addresses 01:80:c2:00:00:00-0f
+	// (STP BPDUs, pause, LACP, 802.1X, LLDP...) are never meant to cross a
+	// bridge. With bpduGuard none of them leaves a VM's port: the rule
+	// sees every such frame the bridge would forward, which is all of
+	// them with the kernel's STP off (the default after `up`) and those
+	// group_fwd_mask lets through. With the kernel's STP on, a BPDU (00)
+	// goes to the bridge's own STP before any hook, and the port's BPDU
+	// guard flag disables the port; LLDP (0e) and the others the bridge
+	// keeps are delivered to the host only, never to another port.
+	// (The first four bytes alone first: a 4-byte load and compare is the
+	// kernel's cheapest rule, and it fails for every other frame.)
+	w.rule(ch["reserved"], load(ll, 0, 4), eq(0x01, 0x80, 0xc2, 0), load(ll, 4, 2),
+		[]expr.Any{&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 2, Mask: []byte{0xff, 0xf0}, Xor: []byte{0, 0}}},
+		eq(0, 0), w.member(setBPDU), dropFor("bpdu"))
 
 	// v4_dhcp.
 	//
