@@ -327,6 +327,9 @@ func applyRules(port string, s Spec) error {
 				return false, fmt.Errorf("looking for table bridge %s: %w", tableName, err)
 			}
 			if !exists {
+				if err := refuseLegacy(c); err != nil {
+					return false, err
+				}
 				if err := addBase(c, st); err != nil {
 					return false, err
 				}
@@ -378,6 +381,26 @@ func baseExists(c *nftables.Conn) (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// ErrLegacyTable is wrapped when the table holds the per-port chains of an
+// older tapbridge.
+var ErrLegacyTable = errors.New("table bridge " + tableName + " has the per-port chains of an older tapbridge (map ports)")
+
+// refuseLegacy fails when the table is an older tapbridge's: one chain per
+// port, jumped to from the verdict map ports. Writing the fixed ruleset
+// over it would flush the old dispatch rule and leave the ports attached
+// before the upgrade unfiltered; refusing keeps them filtered until the
+// operator detaches them (or deletes the table) and attaches them again.
+func refuseLegacy(c *nftables.Conn) error {
+	_, err := c.GetSetByName(table, "ports")
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil
+	case err != nil:
+		return fmt.Errorf("looking for the map ports of an older tapbridge: %w", err)
+	}
+	return fmt.Errorf("%w: detach its VM ports, or run `nft delete table bridge %s` with them stopped, then attach them again", ErrLegacyTable, tableName)
 }
 
 // Ports returns the names of the ports that have a policy in the current

@@ -17,6 +17,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/testutils"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -1007,4 +1008,102 @@ func addTaps(t testing.TB, l *lab, n int) []string {
 		return nil
 	})
 	return names
+}
+
+// TestLegacyTable: a table left by an older tapbridge (a chain per port,
+// jumped to from the verdict map ports) is not written over, which would
+// leave its ports unfiltered: Filter says what to do, and the old dispatch
+// rule stays.
+func TestLegacyTable(t *testing.T) {
+	l := newLab(t)
+	c := l.nft(t)
+	c.AddTable(table)
+	accept := nftables.ChainPolicyAccept
+	base := c.AddChain(&nftables.Chain{Name: baseChain, Table: table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(priorityFilter), Policy: &accept})
+	ports := &nftables.Set{Table: table, Name: "ports", IsMap: true, KeyType: nftables.TypeIFName, DataType: nftables.TypeVerdict}
+	if err := c.AddSet(ports, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.AddRule(&nftables.Rule{Table: table, Chain: base, Exprs: concat(iifname,
+		[]expr.Any{&expr.Lookup{SourceRegister: 1, SetName: ports.Name, SetID: ports.ID, IsDestRegSet: true}})})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	before := l.ruleset()
+	var err error
+	in(t, l.host, func() error { err = Filter("vm1", Spec{DHCPGuard: true}); return nil })
+	if !errors.Is(err, ErrLegacyTable) || !strings.Contains(err.Error(), `port "vm1"`) {
+		t.Errorf("Filter on a legacy table = %v, want ErrLegacyTable naming the port", err)
+	}
+	if after := l.ruleset(); after != before {
+		t.Errorf("the legacy table changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestCounters: every drop is counted for its port and guard, and only
+// there; a port without a policy has no counters.
+func TestCounters(t *testing.T) {
+	l := newLab(t, "vm1", "vm2")
+	// The host's own IPv6 on the VMs' ends of the veths would send (and
+	// have counted) MLD reports and solicitations from the veths' MACs.
+	in(t, l.host, func() error {
+		for _, g := range []string{"vm1g", "vm2g"} {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+g+"/disable_ipv6", []byte("1"), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	all := Spec{MAC: vmMAC, IPs: []netip.Addr{vmIP4, vmIP6}, MACSpoofCheck: true, IPSpoofCheck: true, DHCPGuard: true, RAGuard: true, BPDUGuard: true}
+	l.apply(t, "vm1", all)
+	mac2 := mustMAC("52:54:00:00:00:02")
+	all2 := all
+	all2.MAC = mac2
+	l.apply(t, "vm2", all2)
+	vm1g := openPacket(t, l.host, "vm1g")
+	rtr := openPacket(t, l.router, "eth0")
+	raFrag, _ := frames.RAFragmentProbes("RA in fragments", vmMAC, vmLL, 0x7b0b)
+	probes := []frames.Probe{
+		frames.UDP4Probe("spoofed MAC", otherMAC, vmIP4, lanBcast, 1000, 2000),
+		frames.UDP4Probe("spoofed MAC again", otherMAC, vmIP4, lanBcast, 1000, 2000),
+		frames.UDP4Probe("spoofed IPv4", vmMAC, otherIP4, lanBcast, 1000, 2000),
+		frames.UDP4Probe("DHCP offer", vmMAC, vmIP4, frames.V4Broadcast, 6767, 68),
+		frames.DHCPDiscoverProbeFor("discover for another chaddr", vmMAC, otherMAC, 1),
+		frames.RAProbe("RA", vmMAC, vmLL),
+		raFrag,
+		frames.NAProbe("NA for the router", vmMAC, vmLL, netip.MustParseAddr("fe80::1")),
+		frames.BPDUProbe("BPDU", vmMAC, 0),
+		frames.UDP4Probe("tagged", vmMAC, vmIP4, lanBcast, 1000, 2000).Tagged(frames.Ether8021Q, 5),
+	}
+	got := frames.Deliver(t, vm1g, frames.UDP4Probe("marker", vmMAC, vmIP4, lanBcast, 1, 2), probes, rtr)
+	for _, p := range probes {
+		if got[0][p.Name] {
+			t.Errorf("%s reached the router", p.Name)
+		}
+	}
+	var c1, c2 map[string]uint64
+	in(t, l.host, func() (err error) {
+		if c1, err = Counters("vm1"); err != nil {
+			return err
+		}
+		c2, err = Counters("vm2")
+		return err
+	})
+	want := map[string]uint64{"bpdu": 1, "tagged": 1, "mac": 2, "ip": 1, "nd": 1, "dhcp": 1, "chaddr": 1, "ra": 1, "fragment": 1}
+	if diff := cmp.Diff(want, c1); diff != "" {
+		t.Errorf("Counters(vm1) (-want +got):\n%s\n%s", diff, l.ruleset())
+	}
+	zero := map[string]uint64{}
+	for _, g := range Guards {
+		zero[g] = 0
+	}
+	if diff := cmp.Diff(zero, c2); diff != "" {
+		t.Errorf("Counters(vm2), which sent nothing (-want +got):\n%s", diff)
+	}
+	var err error
+	in(t, l.host, func() error { _, err = Counters("vm3"); return nil })
+	if !errors.Is(err, ErrNoPolicy) {
+		t.Errorf("Counters(vm3) = %v, want ErrNoPolicy", err)
+	}
 }
