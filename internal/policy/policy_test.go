@@ -229,7 +229,7 @@ func vmProbes() []frames.Probe {
 	doubleTagged := frames.UDP4Probe("double-tagged, own IPv4", vmMAC, vmIP4, lanBcast, 1000, 2000)
 	innerAD := frames.UDP4Probe("802.1ad inside 802.1Q, own IPv4", vmMAC, vmIP4, lanBcast, 1000, 2000)
 	taggedOffer := frames.DHCPOfferProbe("double-tagged DHCP offer", vmMAC, vmIP4, otherIP4, otherMAC, 0x7b0a0100)
-	raFrag, _ := frames.RAFragmentProbes("RA, ICMPv6 header in the second fragment", vmMAC, vmLL, 0x7b0a)
+	raFrag, raFrag2 := frames.RAFragmentProbes("RA, ICMPv6 header in the second fragment", vmMAC, vmLL, 0x7b0a)
 	routerLL := netip.MustParseAddr("fe80::1")
 	return []frames.Probe{
 		own,
@@ -266,6 +266,9 @@ func vmProbes() []frames.Probe {
 		frames.RSProbe("RS from own link-local", vmMAC, vmLL),
 		frames.RAProbe("RA", vmMAC, vmLL),
 		raFrag,
+		raFrag2, // judged by its first fragment
+		frames.FirstFragment6("fragmented ping (first fragment)", frames.EchoRequest6Probe("", vmMAC, vmIP6, 1600), 1232),
+		frames.FirstFragment6("fragmented DHCPv6 solicit (first fragment)", frames.UDP6Probe("", vmMAC, vmLL, frames.DHCP6Servers, 546, 547), 8),
 		frames.RedirectProbe("redirect", vmMAC, vmLL, routerLL, otherIP6),
 		frames.UDP6Probe("DHCPv6 solicit", vmMAC, vmLL, frames.DHCP6Servers, 546, 547),
 		frames.UDP6Probe("DHCPv6 advertise", vmMAC, vmLL, frames.AllNodes, 547, 546),
@@ -292,6 +295,7 @@ func TestFilters(t *testing.T) {
 	anyDrops := []string{
 		"tagged, own IPv4", "tagged, spoofed IPv4", "double-tagged, own IPv4", "802.1ad inside 802.1Q, own IPv4",
 		"double-tagged DHCP offer", "fragmented DHCP discover (first fragment)", "RA, ICMPv6 header in the second fragment (first fragment)",
+		"fragmented DHCPv6 solicit (first fragment)",
 	}
 	macDrops := []string{"spoofed MAC"}
 	// Every message to port 67 must name the VM's MAC as chaddr.
@@ -312,6 +316,7 @@ func TestFilters(t *testing.T) {
 	fromLL := []string{
 		"link-local IPv6", "DAD for link-local", "NA for own address without TLLA", "RA", "redirect",
 		"DHCPv6 solicit", "DHCPv6 advertise", "DHCPv6 advertise from port 5000", "DHCPv6 relay-reply to port 547",
+		"RA, ICMPv6 header in the second fragment (second fragment)",
 	}
 	macUnknown := concatNames(without(ipDrops, "ARP with another sender MAC"), ndWithOption)
 
@@ -329,7 +334,7 @@ func TestFilters(t *testing.T) {
 		{"IP spoof check, MAC unknown, link-local given", Spec{IPs: append([]netip.Addr{vmLL}, all.IPs...), IPSpoofCheck: true},
 			concatNames(anyDrops, macUnknown)},
 		{"IP spoof check, IPv4 only", Spec{MAC: vmMAC, IPs: []netip.Addr{vmIP4}, IPSpoofCheck: true},
-			concatNames(anyDrops, ipDrops, chaddrDrops, []string{"own IPv6", "DAD for own address", "NA for own address", "NA for own address without TLLA"})},
+			concatNames(anyDrops, ipDrops, chaddrDrops, []string{"own IPv6", "DAD for own address", "NA for own address", "NA for own address without TLLA", "fragmented ping (first fragment)"})},
 		{"IP spoof check, two addresses each", Spec{MAC: vmMAC, IPs: []netip.Addr{netip.MustParseAddr("198.51.100.7"), vmIP4, vmIP6, netip.MustParseAddr("2001:db8::77")}, IPSpoofCheck: true}, concatNames(anyDrops, ipDrops, chaddrDrops)},
 		{"DHCP guard", Spec{DHCPGuard: true}, concatNames(anyDrops, dhcpDrops)},
 		{"RA guard", Spec{RAGuard: true}, concatNames(anyDrops, raDrops)},

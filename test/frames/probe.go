@@ -253,3 +253,26 @@ func FirstFragment4(name string, p Probe, n int) Probe {
 	pkt := append(ip, p.Frame[14+20:14+20+n]...)
 	return Probe{name, pkt, Ether(net.HardwareAddr(p.Frame[0:6]), net.HardwareAddr(p.Frame[6:12]), EtherIPv4, pkt)}
 }
+
+// FirstFragment6 is the first fragment of p, an untagged IPv6 frame
+// without extension headers: a fragment header (M set) between the IPv6
+// header and the first n bytes (a multiple of 8) of p's payload. Its nonce
+// is the whole packet, made unique by a flow label (see ndProbe).
+func FirstFragment6(name string, p Probe, n int) Probe {
+	ip := append([]byte{}, p.Frame[14:14+40]...)
+	next := ip[6]
+	ip[6] = 44
+	binary.BigEndian.PutUint16(ip[4:], uint16(8+n))
+	frag := []byte{next, 0, 0, 1} // offset 0, more fragments
+	frag = binary.BigEndian.AppendUint32(frag, uint32(nonceCount.Add(1)))
+	pkt := withFlowLabel(append(append(ip, frag...), p.Frame[14+40:14+40+n]...))
+	return Probe{name, pkt, Ether(net.HardwareAddr(p.Frame[0:6]), net.HardwareAddr(p.Frame[6:12]), EtherIPv6, pkt)}
+}
+
+// EchoRequest6Probe is an ICMPv6 echo request to all nodes with a body of
+// size bytes.
+func EchoRequest6Probe(name string, ethSrc net.HardwareAddr, src netip.Addr, size int) Probe {
+	n := NewNonce()
+	body := append(append([]byte{0, 1, 0, 1}, n...), make([]byte, size)...)
+	return Probe{name, n, Ether(AllNodesMAC, ethSrc, EtherIPv6, ICMPv6(src, AllNodes, 128, body))}
+}
