@@ -65,11 +65,12 @@ var setNames = []string{
 	setPortMAC, setPortIP4, setPortIP6, setDrops, setFast4, setFast6,
 }
 
-// Guards are the reasons a frame is dropped, each counted per port (see
-// Counters). Their ids (index + 1) are the second half of a drops key.
-var Guards = []string{"bpdu", "tagged", "mac", "ip", "nd", "dhcp", "chaddr", "ra", "fragment"}
+// guards are the reasons a frame is dropped, each counted per port (the
+// keys of Counters). Their ids (index + 1) are the second half of a drops
+// key: append only.
+var guards = []string{"bpdu", "tagged", "mac", "ip", "nd", "dhcp", "chaddr", "ra", "fragment"}
 
-// guardKey is the id of Guards[i] as the second half of a drops key: a
+// guardKey is the id of guards[i] as the second half of a drops key: a
 // mark, which nft(8) reads in host byte order.
 func guardKey(i int) []byte { return binary.NativeEndian.AppendUint32(nil, uint32(i+1)) }
 
@@ -138,6 +139,19 @@ func elements(port string, r record) []elem {
 	add := func(set string, parts ...[]byte) {
 		els = append(els, elem{set, string(concatKey(append([][]byte{name}, parts...)...))})
 	}
+	if r.corrupt {
+		// Every element keyed by the name alone. Without the record the
+		// port's MAC and addresses are unknown: their elements stay, and
+		// are never consulted, since every rule that looks at them is
+		// reached only from a port in policies.
+		for _, set := range []string{setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC} {
+			add(set)
+		}
+		for i := range guards {
+			add(setDrops, guardKey(i))
+		}
+		return els
+	}
 	for _, m := range []struct {
 		on  bool
 		set string
@@ -181,7 +195,7 @@ func elements(port string, r record) []elem {
 			}
 		}
 	}
-	for i := range Guards {
+	for i := range guards {
 		add(setDrops, guardKey(i))
 	}
 	return els
@@ -289,7 +303,9 @@ func change(c *nftables.Conn, s map[string]*nftables.Set, del, add []elem) error
 }
 
 // readRecord reads port's record: found is false when the port has no
-// policy (or there is no table).
+// policy (or there is no table). A record that does not parse (edited by
+// hand) is found but corrupt: elements then lists what can be found by the
+// port's name alone.
 func readRecord(port string) (record, bool, error) {
 	e, found, err := getElement(setPolicies, ifKey(port))
 	if err != nil || !found {
@@ -297,7 +313,7 @@ func readRecord(port string) (record, bool, error) {
 	}
 	r, err := parseRecord(e.Comment)
 	if err != nil {
-		return record{}, false, fmt.Errorf("port %q: its record %q in set %s: %w", port, e.Comment, setPolicies, err)
+		return record{corrupt: true}, true, nil
 	}
 	return r, true, nil
 }
@@ -308,16 +324,13 @@ func readRecord(port string) (record, bool, error) {
 // port whose record already says s costs one read and no batch.
 func applyRules(port string, s Spec) error {
 	want := recordOf(s)
-	comment := want.String()
-	if len(comment) > maxComment {
-		return fmt.Errorf("%w: the policy record %q is %d bytes, at most %d fit: give fewer addresses", ErrInvalid, comment, len(comment), maxComment)
-	}
+	comment := want.String() // Validate saw that it fits
 	return batch(func(c *nftables.Conn, careful bool) (bool, error) {
 		old, found, err := readRecord(port)
 		if err != nil {
 			return false, err
 		}
-		if found && old.String() == comment {
+		if found && !old.corrupt && old.String() == comment {
 			return false, nil
 		}
 		st := sets()
@@ -342,7 +355,7 @@ func applyRules(port string, s Spec) error {
 			del = append(minus(oldEls, add), elem{setPolicies, string(ifKey(port))})
 			add = minus(add, oldEls)
 		}
-		if careful {
+		if careful || old.corrupt {
 			if del, err = existing(del); err != nil {
 				return false, err
 			}
@@ -363,7 +376,7 @@ func removeRules(port string) error {
 			return false, err
 		}
 		del := append(elements(port, old), elem{setPolicies, string(ifKey(port))})
-		if careful {
+		if careful || old.corrupt {
 			if del, err = existing(del); err != nil {
 				return false, err
 			}
@@ -420,8 +433,13 @@ func Ports() ([]string, error) {
 	return ports, nil
 }
 
-// Counters returns, per guard (see Guards), how many frames from port the
-// guard dropped since the port got its policy. A port without a policy is
+// Counters returns how many frames from port each guard dropped since the
+// port got its policy, by guard: "bpdu" (reserved group addresses),
+// "tagged" (VLAN tags), "mac" (source MAC), "ip" (source address, ARP
+// sender), "nd" (neighbour discovery target or link-layer option, DAD for
+// another's address), "dhcp" (server messages), "chaddr" (DHCP client
+// address), "ra" (router advertisements, redirects) and "fragment"
+// (fragments that could hide DHCP, ND or RA). A port without a policy is
 // ErrNoPolicy.
 func Counters(port string) (map[string]uint64, error) {
 	if _, found, err := getElement(setPolicies, ifKey(port)); err != nil {
@@ -430,7 +448,7 @@ func Counters(port string) (map[string]uint64, error) {
 		return nil, fmt.Errorf("port %q: %w", port, ErrNoPolicy)
 	}
 	counts := map[string]uint64{}
-	for i, g := range Guards {
+	for i, g := range guards {
 		e, found, err := getElement(setDrops, concatKey(ifKey(port), guardKey(i)))
 		if err != nil {
 			return nil, fmt.Errorf("port %q: %w", port, err)

@@ -127,6 +127,9 @@ func (s Spec) Validate() error {
 	if s.IPSpoofCheck && len(s.IPs) == 0 {
 		return fmt.Errorf("%w: IPSpoofCheck needs the VM's addresses (IPs is empty)", ErrInvalid)
 	}
+	if r := recordOf(s).String(); len(r) > maxComment {
+		return fmt.Errorf("%w: IPs: %d addresses do not fit the port's policy record (%d bytes, at most %d)", ErrInvalid, len(s.IPs), len(r), maxComment)
+	}
 	if s.VLAN < 0 || s.VLAN > 4094 {
 		return fmt.Errorf("%w: VLAN %d: must be 1..4094, or 0 for none", ErrInvalid, s.VLAN)
 	}

@@ -65,6 +65,8 @@ func TestValidate(t *testing.T) {
 		{"zoned IP", Spec{IPs: []netip.Addr{vmLL.WithZone("eth0")}}, "zone"},
 		{"VLAN too big", Spec{VLAN: 4095}, "VLAN 4095"},
 		{"VLAN negative", Spec{VLAN: -1}, "VLAN -1"},
+		{"too many addresses for the record", Spec{IPs: manyIPs(16)}, "IPs: 16 addresses do not fit"},
+		{"as many addresses as fit", Spec{IPs: manyIPs(5)}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,6 +82,15 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// manyIPs returns n long IPv6 addresses.
+func manyIPs(n int) []netip.Addr {
+	var ips []netip.Addr
+	for i := 0; i < n; i++ {
+		ips = append(ips, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x12, 0x34, 0x56, byte(i + 1)}))
+	}
+	return ips
 }
 
 // The lab: a "host" netns with bridge br0 holding port "rtr", whose peer is
@@ -902,6 +913,39 @@ func TestApplyRemove(t *testing.T) {
 	l.apply(t, "vm1", Spec{MAC: vmMAC, MACSpoofCheck: true})
 	// Apply without guards removes too; the table's chains stay.
 	l.apply(t, "vm1", Spec{})
+	// A record edited by hand: Remove still takes away the port from
+	// policies and every set keyed by its name alone.
+	l.apply(t, "vm1", s)
+	pol := &nftables.Set{Table: table, Name: setPolicies, KeyType: nftables.TypeIFName}
+	if err := c.SetDeleteElements(pol, []nftables.SetElement{{Key: ifKey("vm1")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetAddElements(pol, []nftables.SetElement{{Key: ifKey("vm1"), Comment: "edited by hand"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	in(t, l.host, func() error { return Remove("vm1") })
+	left := l.list(t).onlyOf("vm1")
+	for _, set := range []string{setPolicies, setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC, setDrops} {
+		if left[set] != 0 {
+			t.Errorf("after Remove with an edited record, vm1 still in %s", set)
+		}
+		delete(left, set)
+	}
+	// What only the record could name stays, and is never looked at.
+	if diff := cmp.Diff(map[string]int{"port_mac": 1, "port_ip4": 2, "port_ip6": 2, "fast4": 2, "fast6": 2}, left); diff != "" {
+		t.Errorf("after Remove with an edited record (-want +got):\n%s", diff)
+	}
+	c = l.nft(t)
+	for _, set := range []string{setPortMAC, setPortIP4, setPortIP6, setFast4, setFast6} {
+		c.FlushSet(&nftables.Set{Table: table, Name: set})
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	l.apply(t, "vm1", Spec{})
 	got = l.list(t)
 	if diff := cmp.Diff(chains, got.Chains); diff != "" {
 		t.Errorf("chains after removing everything (-want +got):\n%s", diff)
@@ -1100,7 +1144,7 @@ func TestCounters(t *testing.T) {
 		t.Errorf("Counters(vm1) (-want +got):\n%s\n%s", diff, l.ruleset())
 	}
 	zero := map[string]uint64{}
-	for _, g := range Guards {
+	for _, g := range guards {
 		zero[g] = 0
 	}
 	if diff := cmp.Diff(zero, c2); diff != "" {

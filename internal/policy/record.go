@@ -17,6 +17,8 @@ type record struct {
 	MAC                               net.HardwareAddr
 	IPs                               []netip.Addr
 	MACCheck, IPCheck, DHCP, RA, BPDU bool
+
+	corrupt bool // read back, but it did not parse
 }
 
 // maxComment is what fits the kernel's 256 bytes of element user data

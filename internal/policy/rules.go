@@ -166,7 +166,7 @@ func addBase(c *nftables.Conn, sets map[string]*nftables.Set) error {
 	for _, name := range []string{"vm", "reserved", "mac", "v4", "v4_dhcp", "v4_ip", "arp", "arp_ip", "v6", "v6_slow", "frag6", "v6_ip", "v6_nd", "nd_ns", "nd_na", "nd_rs", "v6_unspec"} {
 		chains[name] = w.chain(name)
 	}
-	for _, g := range Guards {
+	for _, g := range guards {
 		chains["drop_"+g] = w.chain("drop_" + g)
 	}
 	for _, ch := range chains {
@@ -393,7 +393,7 @@ func (w *ruleset) rules(ch map[string]*nftables.Chain) error {
 	// drop_<guard>: count the frame for its port (the lookup updates the
 	// counter of the port's element; a port without one still drops),
 	// then count it for the guard and drop it.
-	for i, g := range Guards {
+	for i, g := range guards {
 		c := ch["drop_"+g]
 		w.rule(c, iifname, []expr.Any{&expr.Immediate{Register: 2, Data: guardKey(i)}}, w.lookup(setDrops, false))
 		w.rule(c, []expr.Any{&expr.Counter{}}, verdict(expr.VerdictDrop, ""))

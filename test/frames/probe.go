@@ -71,8 +71,8 @@ func LLOption(typ byte, mac net.HardwareAddr) []byte { return append([]byte{typ,
 // ndProbe is an ND message as a guest's stack sends it: body, then opts,
 // and nothing else, so the message has exactly a real one's length. Its
 // nonce is the whole IPv6 packet, made unique by a flow label taken from
-// the nonce counter (bytes after the packet would not do: a bridge with
-// netfilter trims a frame to its IP length).
+// the nonce counter. (Bytes after the packet would not do: the frames
+// reached the router trimmed to their IP length.)
 func ndProbe(name string, ethDst, ethSrc net.HardwareAddr, src, dst netip.Addr, typ byte, body []byte, opts ...[]byte) Probe {
 	for _, o := range opts {
 		body = append(body, o...)
