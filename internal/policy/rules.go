@@ -214,7 +214,7 @@ func (w *ruleset) rules(ch map[string]*nftables.Chain) error {
 	// far the most frames, goes first, by a compare, cheaper than a
 	// lookup; v4 looks at the reserved group addresses after its fast
 	// path, the others right here.
-	w.rule(ch["vm"], load(ll, 12, 2), eq(be16(etherIPv4)...), gotoChain("v4"))
+	w.rule(ch["vm"], etherType(etherIPv4), gotoChain("v4"))
 	w.rule(ch["vm"], jump("reserved"))
 	w.rule(ch["vm"], load(ll, 12, 2), []expr.Any{&expr.Lookup{SourceRegister: 1, SetName: dispatch.Name, SetID: dispatch.ID, IsDestRegSet: true, DestRegister: 0}})
 	// Any other type: the MAC check.
