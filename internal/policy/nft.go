@@ -60,9 +60,17 @@ const (
 	setFast6    = "fast6"        // iifname . ether_addr . ipv6_addr, both spoof checks
 )
 
+// setVersion is an empty set that names the version of the fixed rules.
+// It is created in the batch that writes them, and baseExists looks for
+// it: a table whose rules are of another version gets its chains
+// rewritten (flushed and written again, in one batch) by the next Filter
+// that gives a port its first policy, while its sets and their elements,
+// the ports' policies, stay.
+const setVersion = "ruleset_1"
+
 var setNames = []string{
 	setPolicies, setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC,
-	setPortMAC, setPortIP4, setPortIP6, setDrops, setFast4, setFast6,
+	setPortMAC, setPortIP4, setPortIP6, setDrops, setFast4, setFast6, setVersion,
 }
 
 // guards are the reasons a frame is dropped, each counted per port (the
@@ -93,7 +101,7 @@ var setIDs atomic.Uint32
 // rules and elements added in the batch that creates a set find it by ID.
 func sets() map[string]*nftables.Set {
 	m := map[string]*nftables.Set{}
-	for _, name := range []string{setPolicies, setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC} {
+	for _, name := range []string{setPolicies, setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC, setVersion} {
 		// KeyByteOrder: so that nft(8) prints names, not byte-swapped ones.
 		m[name] = &nftables.Set{Table: table, Name: name, ID: setIDs.Add(1), KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian}
 	}
@@ -385,11 +393,11 @@ func removeRules(port string) error {
 	})
 }
 
-// baseExists reports whether the table with its sets and chains is there.
-// They are only ever created together, in one batch, so the policies set
-// stands for all of them.
+// baseExists reports whether the table with its sets and chains, in this
+// version, is there. They are only ever created together, in one batch, so
+// the version set stands for all of them.
 func baseExists(c *nftables.Conn) (bool, error) {
-	_, err := c.GetSetByName(table, setPolicies)
+	_, err := c.GetSetByName(table, setVersion)
 	if errors.Is(err, unix.ENOENT) {
 		return false, nil
 	}

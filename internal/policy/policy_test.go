@@ -1156,3 +1156,30 @@ func TestCounters(t *testing.T) {
 		t.Errorf("Counters(vm3) = %v, want ErrNoPolicy", err)
 	}
 }
+
+// TestRulesetUpgrade: a table whose fixed rules are of another version (no
+// ruleset_1 set; here, chain vm emptied as well) gets its chains written
+// again by the next Filter, and the ports that had a policy keep it.
+func TestRulesetUpgrade(t *testing.T) {
+	l := newLab(t, "vm1", "vm2")
+	s := Spec{MAC: vmMAC, IPs: []netip.Addr{vmIP4}, MACSpoofCheck: true, IPSpoofCheck: true}
+	l.apply(t, "vm1", s)
+	want := l.list(t).Chains
+	c := l.nft(t)
+	c.DelSet(&nftables.Set{Table: table, Name: setVersion})
+	c.FlushChain(&nftables.Chain{Table: table, Name: "vm"})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	l.apply(t, "vm2", Spec{MAC: otherMAC, IPs: []netip.Addr{otherIP4}, MACSpoofCheck: true})
+	if diff := cmp.Diff(want, l.list(t).Chains); diff != "" {
+		t.Errorf("chains after the upgrade (-want +got):\n%s", diff)
+	}
+	vm1g := openPacket(t, l.host, "vm1g")
+	rtr := openPacket(t, l.router, "eth0")
+	got := frames.Deliver(t, vm1g, frames.UDP4Probe("marker", vmMAC, vmIP4, lanBcast, 1, 2),
+		[]frames.Probe{frames.UDP4Probe("spoofed", vmMAC, otherIP4, lanBcast, 1000, 2000)}, rtr)
+	if got[0]["spoofed"] {
+		t.Errorf("vm1, filtered before the upgrade, is not after it")
+	}
+}
