@@ -20,7 +20,9 @@
 //		set port_ip6 { type ifname . ipv6_addr }
 //		set drops { type ifname . mark; counter } # per port and guard
 //		chain prerouting {                      # bridge prerouting, priority filter
-//			iifname @policies jump vm
+//			... goto ord4                       # ordinary IPv4/IPv6, by compares:
+//			... goto ord6                       # no spoof check, or both and fast4/fast6
+//			iifname @policies jump vm           # the rest
 //		}
 //		chain vm { ... }                         # the same for every port
 //	}

@@ -45,6 +45,7 @@ const (
 // name concatenated with an address it may use.
 const (
 	setPolicies = "policies"     // every port with a policy; the comment is its record
+	setSpoof    = "spoof_check"  // MACSpoofCheck or IPSpoofCheck
 	setMACCheck = "mac_check"    // MACSpoofCheck
 	setIPCheck  = "ip_check"     // IPSpoofCheck
 	setDHCP     = "dhcp_guard"   // DHCPGuard
@@ -69,7 +70,7 @@ const (
 const setVersion = "ruleset_1"
 
 var setNames = []string{
-	setPolicies, setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC,
+	setPolicies, setSpoof, setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC,
 	setPortMAC, setPortIP4, setPortIP6, setDrops, setFast4, setFast6, setVersion,
 }
 
@@ -101,7 +102,7 @@ var setIDs atomic.Uint32
 // rules and elements added in the batch that creates a set find it by ID.
 func sets() map[string]*nftables.Set {
 	m := map[string]*nftables.Set{}
-	for _, name := range []string{setPolicies, setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC, setVersion} {
+	for _, name := range []string{setPolicies, setSpoof, setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC, setVersion} {
 		// KeyByteOrder: so that nft(8) prints names, not byte-swapped ones.
 		m[name] = &nftables.Set{Table: table, Name: name, ID: setIDs.Add(1), KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian}
 	}
@@ -152,7 +153,7 @@ func elements(port string, r record) []elem {
 		// port's MAC and addresses are unknown: their elements stay, and
 		// are never consulted, since every rule that looks at them is
 		// reached only from a port in policies.
-		for _, set := range []string{setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC} {
+		for _, set := range []string{setSpoof, setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC} {
 			add(set)
 		}
 		for i := range guards {
@@ -164,7 +165,7 @@ func elements(port string, r record) []elem {
 		on  bool
 		set string
 	}{
-		{r.MACCheck, setMACCheck}, {r.IPCheck, setIPCheck}, {r.DHCP, setDHCP}, {r.RA, setRA}, {r.BPDU, setBPDU},
+		{r.MACCheck || r.IPCheck, setSpoof}, {r.MACCheck, setMACCheck}, {r.IPCheck, setIPCheck}, {r.DHCP, setDHCP}, {r.RA, setRA}, {r.BPDU, setBPDU},
 		{r.MAC != nil && (r.MACCheck || r.IPCheck), setChaddr}, {r.MAC != nil, setHasMAC},
 	} {
 		if m.on {

@@ -835,7 +835,7 @@ func TestApplyRemove(t *testing.T) {
 	// and the EUI-64 link-local one, the same addresses with the MAC for
 	// the fast path, and a counter per guard.
 	wantVM1 := map[string]int{
-		"policies": 1, "mac_check": 1, "ip_check": 1, "dhcp_guard": 1, "ra_guard": 1, "bpdu_guard": 1,
+		"policies": 1, "spoof_check": 1, "mac_check": 1, "ip_check": 1, "dhcp_guard": 1, "ra_guard": 1, "bpdu_guard": 1,
 		"chaddr_check": 1, "has_mac": 1, "port_mac": 1, "port_ip4": 2, "port_ip6": 2, "fast4": 2, "fast6": 2, "drops": 9,
 	}
 	if diff := cmp.Diff(wantVM1, one.onlyOf("vm1")); diff != "" {
@@ -861,7 +861,7 @@ func TestApplyRemove(t *testing.T) {
 
 	// A narrower policy replaces the wider one: its elements go.
 	l.apply(t, "vm1", Spec{MAC: vmMAC, MACSpoofCheck: true})
-	if diff := cmp.Diff(map[string]int{"policies": 1, "mac_check": 1, "chaddr_check": 1, "has_mac": 1, "port_mac": 1, "drops": 9}, l.list(t).onlyOf("vm1")); diff != "" {
+	if diff := cmp.Diff(map[string]int{"policies": 1, "spoof_check": 1, "mac_check": 1, "chaddr_check": 1, "has_mac": 1, "port_mac": 1, "drops": 9}, l.list(t).onlyOf("vm1")); diff != "" {
 		t.Errorf("elements of vm1 after a narrower Apply (-want +got):\n%s", diff)
 	}
 
@@ -928,7 +928,7 @@ func TestApplyRemove(t *testing.T) {
 	}
 	in(t, l.host, func() error { return Remove("vm1") })
 	left := l.list(t).onlyOf("vm1")
-	for _, set := range []string{setPolicies, setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC, setDrops} {
+	for _, set := range []string{setPolicies, setSpoof, setMACCheck, setIPCheck, setDHCP, setRA, setBPDU, setChaddr, setHasMAC, setDrops} {
 		if left[set] != 0 {
 			t.Errorf("after Remove with an edited record, vm1 still in %s", set)
 		}
@@ -1033,8 +1033,10 @@ func TestConcurrentApply(t *testing.T) {
 		}
 	}
 	got := l.list(t)
-	if got.Chains[baseChain] != 1 || len(got.Elements[setPolicies]) != n {
-		t.Errorf("after %d concurrent Applies: %d dispatch rules, %d ports in policies; want 1, %d", n, got.Chains[baseChain], len(got.Elements[setPolicies]), n)
+	// The base chain's rules: two for ordinary IPv4, two for ordinary
+	// IPv6, one for the rest.
+	if got.Chains[baseChain] != 5 || len(got.Elements[setPolicies]) != n {
+		t.Errorf("after %d concurrent Applies: %d rules in the base chain, %d ports in policies; want 5, %d", n, got.Chains[baseChain], len(got.Elements[setPolicies]), n)
 	}
 	if diff := cmp.Diff(names, l.ports(t)); diff != "" {
 		t.Errorf("Ports() (-want +got):\n%s", diff)

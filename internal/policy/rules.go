@@ -163,7 +163,7 @@ func addBase(c *nftables.Conn, sets map[string]*nftables.Set) error {
 		Policy:   &accept,
 	})
 	chains := map[string]*nftables.Chain{baseChain: base}
-	for _, name := range []string{"vm", "reserved", "mac", "v4", "v4_dhcp", "v4_ip", "arp", "arp_ip", "v6", "v6_slow", "frag6", "v6_ip", "v6_nd", "nd_ns", "nd_na", "nd_rs", "v6_unspec"} {
+	for _, name := range []string{"ord4", "ord6", "vm", "reserved", "mac", "v4", "v4_dhcp", "v4_ip", "arp", "arp_ip", "v6", "v6_slow", "frag6", "v6_ip", "v6_nd", "nd_ns", "nd_na", "nd_rs", "v6_unspec"} {
 		chains[name] = w.chain(name)
 	}
 	for _, g := range guards {
@@ -179,9 +179,47 @@ func addBase(c *nftables.Conn, sets map[string]*nftables.Set) error {
 // chain, and each rule starts with its cheapest comparison, so that the
 // VM's own traffic meets few expressions.
 func (w *ruleset) rules(ch map[string]*nftables.Chain) error {
-	// bridge prerouting: frames from a port with a policy go to vm. When
-	// vm returns (or a chain it went to with goto), the policy accepts.
+	// bridge prerouting. An ordinary IP packet (see ord4 and ord6), from
+	// any port, the uplink's included, is told apart by compares alone
+	// and goes to ord4/ord6; everything else from a port with a policy
+	// goes to vm. When a chain returns (or one it went to with goto), the
+	// base chain's policy accepts.
+	//
+	// Ordinary IPv4: untagged (the Ethernet type on the wire, see
+	// etherType), and either not UDP or UDP to another port than 67 and 68
+	// and not fragmented. Ordinary IPv6: untagged, and TCP or UDP (to
+	// another port than 546 and 547) right after the IPv6 header: no
+	// extension header (so no fragment header) and no ICMPv6 (neighbour
+	// discovery, RAs). For such a packet no guard but the two spoof checks
+	// has anything to look at: DHCP, RA, tags and the fragments that could
+	// hide them are excluded, and it is none of the link-local protocols
+	// of the reserved group addresses (so it skips that check). A packet
+	// the kernel could not parse has no transport protocol: its rules
+	// fail, and it takes the long way.
+	notDHCP4 := []expr.Any{&expr.Range{Op: expr.CmpOpNeq, Register: 1, FromData: be16(portBOOTPS), ToData: be16(portBOOTPC)}}
+	notDHCP6 := []expr.Any{&expr.Range{Op: expr.CmpOpNeq, Register: 1, FromData: be16(portDHCP6C), ToData: be16(portDHCP6S)}}
+	notFragment := concat(load(nh, 6, 2), []expr.Any{&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 2, Mask: be16(0x3fff), Xor: []byte{0, 0}}}, eq(0, 0))
+	l4 := []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}}
+	w.rule(ch[baseChain], etherType(etherIPv4), l4, neq(protoUDP), gotoChain("ord4"))
+	w.rule(ch[baseChain], etherType(etherIPv4), l4proto(protoUDP), load(th, 2, 2), notDHCP4, notFragment, gotoChain("ord4"))
+	w.rule(ch[baseChain], etherType(etherIPv6), load(nh, 6, 1), eq(6), gotoChain("ord6"))
+	w.rule(ch[baseChain], etherType(etherIPv6), load(nh, 6, 1), eq(protoUDP), load(th, 2, 2), notDHCP6, gotoChain("ord6"))
 	w.rule(ch[baseChain], w.member(setPolicies), jump("vm"))
+
+	// ord4 and ord6: a port without a spoof check (or without a policy)
+	// is done with one lookup; a port with both whose packet has the
+	// VM's MAC and one of its addresses as sources is done with one more
+	// (fast4/fast6 hold exactly what mac and v4_ip or v6_ip would let
+	// through). Everything else takes the long way.
+	for _, o := range []struct {
+		chain, fast string
+		saddr       uint32
+		n           uint32
+	}{{"ord4", setFast4, 12, 4}, {"ord6", setFast6, 8, 16}} {
+		w.rule(ch[o.chain], iifname, w.lookup(setSpoof, true), accept)
+		w.rule(ch[o.chain], iifname, loadTo(12, ll, 6, 6), loadTo(14, nh, o.saddr, o.n), w.lookup(o.fast, false), accept)
+		w.rule(ch[o.chain], gotoChain("vm"))
+	}
 
 	// vm: one chain per Ethernet type.
 	//
