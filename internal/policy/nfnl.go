@@ -96,6 +96,11 @@ func dumpElements(set string) ([]element, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing set %s: %w", set, err)
 	}
+	return dumped(set, msgs)
+}
+
+// dumped is the elements of the messages of a dump of set.
+func dumped(set string, msgs []netlink.Message) ([]element, error) {
 	var all []element
 	for _, m := range msgs {
 		if m.Header.Flags&netlink.DumpInterrupted != 0 {
