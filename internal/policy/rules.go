@@ -141,7 +141,7 @@ func dropFor(g string) []expr.Any { return jump("drop_" + g) }
 // addBase adds the table, its sets, its chains and all its rules to the
 // batch. Adding what exists is a no-op, and every chain is flushed before
 // its rules are added, so they are there exactly once however many
-// processes race to create the table. It is only sent when the policies set
+// processes race to create the table. It is only sent when the version set
 // is missing: flushing chains that hold rules and re-adding a base chain
 // each make the kernel wait for an RCU grace period (about 12 ms here), and
 // rules that jump make it validate the whole table.
@@ -261,13 +261,11 @@ func (w *ruleset) rules(ch map[string]*nftables.Chain) error {
 	// mac: ether saddr must be the VM's MAC.
 	w.rule(ch["mac"], w.member(setMACCheck), w.pair(setPortMAC, ll, 6, 6, true), dropFor("mac"))
 
-	// v4. DHCP first (UDP to 67 or 68, see v4_dhcp); then the fast path:
-	// a port with both spoof checks whose frame has the VM's MAC and one of
-	// its IPv4 addresses as sources is done with one lookup (what fast4
-	// holds is exactly what mac and v4_ip would let through). Such a frame
-	// skips the reserved group check: an untagged IPv4 packet is none of
-	// the link-local protocols that use those addresses. Everything else
-	// takes the long way.
+	// v4: what ord4 did not take (DHCP, fragments, and ordinary packets
+	// that failed the fast path). DHCP first (UDP to 67 or 68, see
+	// v4_dhcp); then, as in ord4, fast4 (a DHCP renewal from the VM's own
+	// address, say); then the reserved group addresses, the MAC and the
+	// source address.
 	w.rule(ch["v4"], l4proto(protoUDP), load(th, 2, 2), gte(be16(portBOOTPS)), lte(be16(portBOOTPC)), jump("v4_dhcp"))
 	w.rule(ch["v4"], iifname, loadTo(12, ll, 6, 6), loadTo(14, nh, 12, 4), w.lookup(setFast4, false), accept)
 	w.rule(ch["v4"], jump("reserved"))
