@@ -45,7 +45,8 @@ type Spec struct {
 	// MACSpoofCheck drops frames whose source MAC is not MAC, and, as
 	// IPSpoofCheck with a MAC does, DHCPv4 client messages whose chaddr is
 	// not MAC (or whose htype/hlen are not Ethernet/6): one VM cannot take
-	// the DHCP server's pool under made-up client addresses.
+	// the DHCP server's pool under made-up client addresses (nor relay DHCP
+	// for other clients). A client identifier (option 61) is not checked.
 	MACSpoofCheck bool
 	// IPSpoofCheck drops IPv4 packets whose source, ARP packets whose sender
 	// IP (and, when MAC is known, sender MAC) and IPv6 packets whose source
