@@ -189,15 +189,26 @@ func benchFrames(b *testing.B, size int, specOf func(int) Spec) {
 			v.batches = append(v.batches, time.Since(start))
 		}
 	}
-	// Every frame must have reached the router: a frame dropped on the way
-	// would make the rate a lie.
-	want := before + uint64(2*b.N*rounds*batch)
-	for deadline := time.Now().Add(10 * time.Second); rx() < want; {
-		if time.Now().After(deadline) {
-			b.Fatalf("the router counted %d of %d frames", rx()-before, 2*b.N*rounds*batch)
+	// The frames must have reached the router: a policy that dropped them
+	// would make the rate a lie. The router's backlog may overflow on a
+	// loaded machine and lose a few (netdev_max_backlog): up to 1 % lost
+	// is reported (lost), more is a failure.
+	want := uint64(2 * b.N * rounds * batch)
+	got := rx() - before
+	for deadline, last := time.Now().Add(10*time.Second), uint64(0); got < want && time.Now().Before(deadline); got = rx() - before {
+		if got == last && got > 0 {
+			time.Sleep(10 * time.Millisecond)
+			if rx()-before == got {
+				break // no more are coming
+			}
 		}
+		last = got
 		time.Sleep(time.Millisecond)
 	}
+	if got < want*99/100 {
+		b.Fatalf("the router counted %d of %d frames", got, want)
+	}
+	b.ReportMetric(float64(want-min(got, want))/float64(want), "lost")
 	median := func(d []time.Duration) time.Duration {
 		slices.Sort(d)
 		return d[len(d)/2]
