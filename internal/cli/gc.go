@@ -16,7 +16,7 @@ func gcCommand() command {
 		name:    "gc",
 		summary: "remove the port policies of VM ports that no longer exist",
 		usage:   "",
-		help: `Removes the nftables chain and map element of every VM port that is gone or
+		help: `Removes the nftables policy (set elements) of every VM port that is gone or
 no longer on a bridge. They are left behind when a port vanishes without a
 CNI DEL or a qemu-ifdown: the TAP of an unprivileged QEMU (-netdev bridge
 runs no down script; the next bridge helper run also cleans up) or of a QEMU
