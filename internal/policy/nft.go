@@ -468,3 +468,22 @@ func Counters(port string) (map[string]uint64, error) {
 	}
 	return counts, nil
 }
+
+// Get returns the policy port's filters were made from, as recorded with
+// them: the guest's MAC and addresses and which of the MAC, IP, DHCP, RA
+// and BPDU guards are on. Isolation and the VLAN are the bridge port's own
+// settings and are not in it. A port without a policy is ErrNoPolicy.
+func Get(port string) (Spec, error) {
+	e, found, err := getElement(setPolicies, ifKey(port))
+	if err != nil {
+		return Spec{}, fmt.Errorf("port %q: %w", port, err)
+	}
+	if !found {
+		return Spec{}, fmt.Errorf("port %q: %w", port, ErrNoPolicy)
+	}
+	r, err := parseRecord(e.Comment)
+	if err != nil {
+		return Spec{}, fmt.Errorf("port %q: its policy record %q: %w", port, e.Comment, err)
+	}
+	return Spec{MAC: r.MAC, IPs: r.IPs, MACSpoofCheck: r.MACCheck, IPSpoofCheck: r.IPCheck, DHCPGuard: r.DHCP, RAGuard: r.RA, BPDUGuard: r.BPDU}, nil
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
@@ -1184,4 +1185,25 @@ func TestRulesetUpgrade(t *testing.T) {
 	if got[0]["spoofed"] {
 		t.Errorf("vm1, filtered before the upgrade, is not after it")
 	}
+}
+
+func TestGet(t *testing.T) {
+	l := newLab(t, "vm1")
+	all := Spec{MAC: vmMAC, IPs: []netip.Addr{vmIP4, vmIP6}, MACSpoofCheck: true, IPSpoofCheck: true, DHCPGuard: true, RAGuard: true, BPDUGuard: true, Isolated: true}
+	l.apply(t, "vm1", all)
+	in(t, l.host, func() error {
+		got, err := Get("vm1")
+		if err != nil {
+			return err
+		}
+		want := all
+		want.Isolated = false // the bridge port's own setting, not recorded
+		if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+			t.Errorf("Get(vm1) (-want +got):\n%s", diff)
+		}
+		if _, err := Get("vm9"); !errors.Is(err, ErrNoPolicy) {
+			t.Errorf("Get(vm9) = %v, want ErrNoPolicy", err)
+		}
+		return nil
+	})
 }
