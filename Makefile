@@ -14,6 +14,7 @@ CNI_VERSION     := v1.3.1
 PLUGINS_VERSION := v1.10.0
 DEB_PACKAGES := qemu-system-x86 dnsmasq-base busybox-static linux-image-cloud-amd64 \
 	nftables cpio iperf3 tcpdump iproute2 xz-utils zstd kmod libcap2-bin util-linux lintian \
+	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients containerd \
 	isc-dhcp-client
 TEST_TIMEOUT ?= 15m
 

@@ -125,6 +125,8 @@ func TestCNItool(t *testing.T) {
 		})
 	}
 	t.Run("gc", func(t *testing.T) {
+		// libcni runs GC from CNI 1.1.0 on; for the 1.0.0 examples it
+		// sends DEL for each cached attachment instead.
 		if _, err := b.cnitool(nil, "add", "tapbridge", sb.Path); err != nil {
 			t.Fatal(err)
 		}
@@ -136,6 +138,26 @@ func TestCNItool(t *testing.T) {
 		}
 		if r := b.records(t); len(r) != 0 {
 			t.Errorf("records after gc: %v", r)
+		}
+	})
+	// A runtime that drops the sandbox without a DEL (ctr run --cni)
+	// leaves the attachment to tapbridge gc.
+	t.Run("tapbridge gc", func(t *testing.T) {
+		gone := testbed.NewNetNS(t)
+		if _, err := b.cnitool(nil, "add", "tapbridge", gone.Path); err != nil {
+			t.Fatal(err)
+		}
+		mustRun(t, "ip", "netns", "del", gone.Name)
+		cmd := b.hv.Command(bin("tapbridge"), "gc")
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TAPBRIDGE_RUN_DIR=" + b.runDir}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("tapbridge gc: %v\n%s", err, out)
+		}
+		if diff := cmp.Diff([]string{"br0 bridge", "eth0 veth master=br0", "lo device"}, cniLinks(t, b.hv)); diff != "" {
+			t.Errorf("hypervisor links after tapbridge gc (-want +got):\n%s", diff)
+		}
+		if r := b.records(t); len(r) != 0 {
+			t.Errorf("records after tapbridge gc: %v", r)
 		}
 	})
 }

@@ -170,11 +170,11 @@ func (p *policyLAN) ruleset(t *testing.T) string {
 	return p.lan.HV.MustExec(t, "nft", "list", "ruleset")
 }
 
-// policyOf returns the lines of the ruleset that belong to port: its
-// chain and everything that names it (its map element, a rule).
+// policyOf returns the lines of the ruleset that name port: its elements
+// in the policy's sets (port names appear quoted, nowhere else).
 func (p *policyLAN) policyOf(t *testing.T, port string) []string {
 	t.Helper()
-	re := regexp.MustCompile(`(port-` + regexp.QuoteMeta(port) + `|"` + regexp.QuoteMeta(port) + `")([^\w.-]|$)`)
+	re := regexp.MustCompile(`"` + regexp.QuoteMeta(port) + `"`)
 	var lines []string
 	for _, l := range strings.Split(p.ruleset(t), "\n") {
 		if re.MatchString(l) {
@@ -184,13 +184,14 @@ func (p *policyLAN) policyOf(t *testing.T, port string) []string {
 	return lines
 }
 
-// assertPolicy checks that port has its chain and map element.
+// assertPolicy checks that port has its record (a commented element of
+// the policies set).
 func (p *policyLAN) assertPolicy(t *testing.T, port string) {
 	t.Helper()
 	port = p.policyPort(t, port)
 	rs := p.ruleset(t)
-	if !strings.Contains(rs, "chain port-"+port+" {") || !regexp.MustCompile(`"`+regexp.QuoteMeta(port)+`" : jump port-`+regexp.QuoteMeta(port)+`\b`).MatchString(rs) {
-		t.Errorf("no chain and map element for %s in the ruleset:\n%s", port, rs)
+	if !regexp.MustCompile(`"` + regexp.QuoteMeta(port) + `" comment "guards=`).MatchString(rs) {
+		t.Errorf("no policy record for %s in the ruleset:\n%s", port, rs)
 	}
 }
 
@@ -288,6 +289,71 @@ func polVMProbes(mac net.HardwareAddr, ip, ll netip.Addr, xid uint32) []polProbe
 	}
 }
 
+// polAttackProbes are what a hostile tenant with mac, ip and link-local
+// address ll tried and got through before the guards held (issue 8), and
+// none may pass any guard.
+func polAttackProbes(mac net.HardwareAddr, ip, ll netip.Addr, xid uint32) []polProbe {
+	offer := frames.DHCPOfferProbe("double-tagged DHCP offer", mac, ip, polOtherIP, polOther, xid+2)
+	raFrag, _ := frames.RAFragmentProbes("RA, ICMPv6 header in the second fragment", mac, ll, xid)
+	return []polProbe{
+		{frames.DHCPOfferProbeFrom("DHCP offer from port 6767", mac, ip, 6767, polOtherIP, polOther, xid+3), false},
+		{offer.Tagged(frames.Ether8021Q, 6).Tagged(frames.Ether8021AD, 5), false},
+		{frames.UDPProbeWith("DHCPv6 advertise from port 5000", mac, ll, frames.AllNodes, 5000, 546, []byte{2}), false},
+		{raFrag, false},
+		{frames.BPDUProbe("config BPDU, root priority 0", mac, 0), false},
+	}
+}
+
+// polSpoofProbes are the attacks a port with both spoof checks must stop
+// on top of polAttackProbes: another host's addresses in ND, and DHCP
+// discovers for made-up clients.
+func polSpoofProbes(mac net.HardwareAddr, ll, routerLL netip.Addr, xid uint32) []polProbe {
+	return []polProbe{
+		{frames.NAProbe("NA (override) for the router's link-local", mac, ll, routerLL), false},
+		{frames.NSProbeLL("NS with another's SLLA", mac, ll, routerLL, polOther), false},
+		{frames.NAProbe("NA from another link-local", mac, netip.MustParseAddr("fe80::99"), netip.MustParseAddr("fe80::99")), false},
+		{frames.DHCPDiscoverProbeFor("DHCP discover for another chaddr", mac, polOther, xid+4), false},
+		{frames.DHCPDiscoverProbeFor("DHCP discover for a third chaddr", mac, polMustMAC("52:54:00:00:00:98"), xid+5), false},
+		{frames.NSProbe("NS for the router from own link-local", mac, ll, routerLL), true},
+	}
+}
+
+// routerLL is the link-local address of the router's veth-r.
+func (p *policyLAN) routerLL(t *testing.T) netip.Addr {
+	t.Helper()
+	out := p.lan.Router.MustExec(t, "ip", "-6", "-o", "addr", "show", "dev", testbed.RouterIf, "scope", "link")
+	f := strings.Fields(out)
+	for i := range f {
+		if f[i] == "inet6" && i+1 < len(f) {
+			if pfx, err := netip.ParsePrefix(f[i+1]); err == nil {
+				return pfx.Addr()
+			}
+		}
+	}
+	t.Fatalf("no link-local address on the router's %s: %q", testbed.RouterIf, out)
+	return netip.Addr{}
+}
+
+// assertNoGatewayTakeover: the hypervisor knows the router's link-local
+// address by the router's MAC (a stale entry, which a neighbour
+// advertisement with the override flag would rewrite); the VM behind vm
+// advertises that address as its own; the entry must still name the
+// router's MAC.
+func (p *policyLAN) assertNoGatewayTakeover(t *testing.T, vm frames.Port, mac net.HardwareAddr, ll netip.Addr) {
+	t.Helper()
+	routerLL, routerMAC := p.routerLL(t), p.routerMAC(t)
+	p.lan.HV.MustExec(t, "ip", "-6", "neigh", "replace", routerLL.String(), "lladdr", routerMAC.String(), "dev", "br0", "nud", "stale")
+	na := polProbe{frames.NAProbe("NA (override) for the router's link-local", mac, ll, routerLL), false}
+	polDeliver(t, vm, frames.UDP4Probe("marker", mac, polIP1, polBcast, 1, 2), []polProbe{na}, []string{"the router"}, p.router)
+	// The bridge hands a frame to the host (br0) in the same pass as it
+	// forwards it, so the NA, if it got through, was processed before the
+	// marker reached the router.
+	out := p.lan.HV.MustExec(t, "ip", "-6", "neigh", "show", routerLL.String(), "dev", "br0")
+	if !strings.Contains(out, routerMAC.String()) {
+		t.Errorf("the hypervisor's neighbour entry for the router's %s after the VM's NA: %q, want lladdr %s", routerLL, strings.TrimSpace(out), routerMAC)
+	}
+}
+
 // polWaitOffer waits for the router's DHCP offer for xid at the VM's TAP.
 func polWaitOffer(t *testing.T, vm *frames.TAP, xid uint32) (frames.DHCPReply, bool) {
 	t.Helper()
@@ -316,8 +382,11 @@ func TestPolicyTapAdd(t *testing.T) {
 	vm, other := p.openTAP(t, "tap0"), p.openTAP(t, "tap1")
 
 	const xid = 0x7b0a0001
-	probes := polVMProbes(polMAC1, polIP1, polLL1, xid)
+	routerLL := p.routerLL(t)
+	probes := append(polVMProbes(polMAC1, polIP1, polLL1, xid), polAttackProbes(polMAC1, polIP1, polLL1, xid)...)
+	probes = append(probes, polSpoofProbes(polMAC1, polLL1, routerLL, xid)...)
 	p.deliverFromVM(t, vm, other, probes, xid)
+	p.assertNoGatewayTakeover(t, vm, polMAC1, polLL1)
 
 	// QEMU exits; the operator deletes the TAP.
 	vm.Close()
@@ -349,12 +418,16 @@ func TestPolicyQEMUIfup(t *testing.T) {
 	p.assertPolicy(t, vm.Name())
 
 	const xid = 0x7b0a0002
-	probes := append(polVMProbes(polMAC1, polIP1, polLL1, xid),
+	routerLL := p.routerLL(t)
+	probes := append(polVMProbes(polMAC1, polIP1, polLL1, xid), polAttackProbes(polMAC1, polIP1, polLL1, xid)...)
+	probes = append(probes, polSpoofProbes(polMAC1, polLL1, routerLL, xid)...)
+	probes = append(probes,
 		polProbe{frames.UDP6Probe("own IPv6", polMAC1, polIP1v6, frames.AllNodes, 1000, 2000), true},
 		polProbe{frames.UDP6Probe("spoofed source IPv6", polMAC1, netip.MustParseAddr("2001:db8::99"), frames.AllNodes, 1000, 2000), false},
 		polProbe{frames.NAProbe("NA for another IPv6", polMAC1, polLL1, netip.MustParseAddr("2001:db8::1")), false},
 	)
 	p.deliverFromVM(t, vm, other, probes, xid)
+	p.assertNoGatewayTakeover(t, vm, polMAC1, polLL1)
 
 	// QEMU runs the downscript while it still holds the TAP.
 	p.mustRun(t, nil, "qemu-ifdown", vm.Name())
@@ -699,7 +772,10 @@ func TestPolicyCNI(t *testing.T) {
 		{frames.DHCPDiscoverProbe("DHCP discover from 0.0.0.0", polMAC1, xid), true},
 		{frames.DHCPOfferProbe("rogue DHCP offer", polMAC1, polIP1, polOtherIP, polOther, xid+1), false},
 		{frames.RAProbe("router advertisement", polMAC1, ll), false},
+		// The MAC is known (macSpoofCheck): a discover names it.
+		{frames.DHCPDiscoverProbeFor("DHCP discover for another chaddr", polMAC1, polOther, xid+4), false},
 	}
+	probes = append(probes, polAttackProbes(polMAC1, polIP1, ll, xid)...)
 	p.deliverFromVM(t, vm, other, probes, xid)
 
 	vm.Close()

@@ -32,7 +32,8 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		upCommand(), downCommand(), statusCommand(), tapCommand(), macCommand(), gcCommand(), checkCommand(), doctorCommand(),
+		upCommand(), downCommand(), statusCommand(), tapCommand(), macCommand(), gcCommand(), checkCommand(), portsCommand(), doctorCommand(),
+		libvirtHookCommand(),
 		completionCommand(), manCommand(),
 		{name: "version", summary: "print the version", run: func(_ []string, out io.Writer) error {
 			fmt.Fprintf(out, "tapbridge %s\n", Version)

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/tapbridge/tapbridge/internal/cniplugin"
 	"github.com/tapbridge/tapbridge/internal/event"
 	"github.com/tapbridge/tapbridge/internal/vmport"
 )
@@ -14,11 +16,14 @@ func gcCommand() command {
 		name:    "gc",
 		summary: "remove the port policies of VM ports that no longer exist",
 		usage:   "",
-		help: `Removes the nftables chain and map element of every VM port that is gone or
+		help: `Removes the nftables policy (set elements) of every VM port that is gone or
 no longer on a bridge. They are left behind when a port vanishes without a
 CNI DEL or a qemu-ifdown: the TAP of an unprivileged QEMU (-netdev bridge
 runs no down script; the next bridge helper run also cleans up) or of a QEMU
-killed with SIGKILL. Idempotent; safe to run from a timer.
+killed with SIGKILL. It also removes every CNI attachment whose sandbox
+network namespace is gone (its host links, port policy, IPAM lease and
+record), which runtimes that never send DEL leave behind: ctr run -d --cni.
+Idempotent; safe to run from a timer.
 
 Examples:
   tapbridge gc
@@ -32,16 +37,23 @@ Examples:
 		if fs.NArg() > 0 {
 			return fmt.Errorf("%w: gc takes no arguments, got %q", ErrUsage, strings.Join(fs.Args(), " "))
 		}
+		// Attachments first: their ports' policies go with them.
+		collected, cerr := cniplugin.CollectVanished()
+		if len(collected) > 0 {
+			fmt.Fprintf(out, "removed %d CNI attachments whose sandbox is gone: %s\n", len(collected), strings.Join(collected, " "))
+		}
 		pruned, err := vmport.Prune()
-		logEvent(event.Event{Action: "gc", Detail: strings.Join(pruned, " ")}, len(pruned) > 0, err)
+		err = errors.Join(cerr, err)
+		logEvent(event.Event{Action: "gc", Detail: strings.Join(append(collected, pruned...), " ")}, len(pruned)+len(collected) > 0, err)
+		if len(pruned) > 0 {
+			fmt.Fprintf(out, "removed the policies of %s: %s\n", plural(len(pruned), "vanished port"), strings.Join(pruned, " "))
+		}
 		if err != nil {
 			return err
 		}
-		if len(pruned) == 0 {
-			fmt.Fprintln(out, "no stale port policies; nothing changed")
-			return nil
+		if len(pruned) == 0 && len(collected) == 0 {
+			fmt.Fprintln(out, "no stale port policies or CNI attachments; nothing changed")
 		}
-		fmt.Fprintf(out, "removed the policies of %s: %s\n", plural(len(pruned), "vanished port"), strings.Join(pruned, " "))
 		return nil
 	}
 	return c

@@ -1,10 +1,12 @@
 package cniplugin
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -57,6 +59,15 @@ func cmdAdd(args *skel.CmdArgs) error {
 		// QEMU runs in the plugin's namespace and CNI_NETNS is not used:
 		// tell skel not to refuse a CNI_NETNS that is that namespace.
 		args.NetnsOverride = "1"
+		// Still, the sandbox's identity tells `tapbridge gc` when the
+		// runtime has dropped the sandbox without a DEL (ctr never sends one).
+		if sandbox, err := ns.GetNS(args.Netns); args.Netns != "" && err == nil {
+			rec.Netns, rec.NetnsInode = args.Netns, inode(sandbox)
+			sandbox.Close()
+		}
+	}
+	if c.IPAM.Type != "" && json.Valid(args.StdinData) {
+		rec.IPAMConf, rec.CNIPath = args.StdinData, os.Getenv("CNI_PATH")
 	}
 	if err := preflight(rec); err != nil {
 		return err

@@ -15,7 +15,9 @@
 //
 // Every attachment leaves a small record under state.Path("cni", network)
 // before any link is made, so that DEL and GC can always find and remove
-// what an ADD (even a crashed one) made.
+// what an ADD (even a crashed one) made. CollectVanished, which `tapbridge
+// gc` runs, uses the records to remove the attachments whose sandbox
+// namespace is gone, for runtimes that never send DEL (ctr run -d --cni).
 //
 // The plugin never touches a link it did not make: it deletes only links
 // whose name it derived and for which it holds a record (GC), or whose name

@@ -67,13 +67,24 @@ func ipamGC(plugin string, conf []byte) error {
 
 // delegate runs plugin with verb and returns its stdout. A failing plugin's
 // CNI error is returned as it is.
-func delegate(verb, plugin string, conf []byte) ([]byte, error) {
-	path, err := findPlugin(plugin, filepath.SplitList(os.Getenv("CNI_PATH")))
+// env, "KEY=VALUE" strings, replaces those variables of the plugin's own
+// environment (CNI_PATH included).
+func delegate(verb, plugin string, conf []byte, env ...string) ([]byte, error) {
+	cniPath := os.Getenv("CNI_PATH")
+	own := withoutVar(os.Environ(), "CNI_COMMAND")
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "CNI_PATH" {
+			cniPath = v
+		}
+		own = withoutVar(own, k)
+	}
+	path, err := findPlugin(plugin, filepath.SplitList(cniPath))
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(path)
-	cmd.Env = append(withoutVar(os.Environ(), "CNI_COMMAND"), "CNI_COMMAND="+verb)
+	cmd.Env = append(append(own, env...), "CNI_COMMAND="+verb)
 	cmd.Stdin = bytes.NewReader(conf)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -77,6 +78,11 @@ type record struct {
 	// namespace mounted later at the same path.
 	NetnsInode uint64 `json:"netnsInode,omitempty"`
 	IPAM       string `json:"ipam,omitempty"`
+	// IPAMConf and CNIPath are the network configuration and the plugin
+	// path of an attachment with IPAM, so that its address can be released
+	// when its sandbox vanishes without a DEL (CollectVanished).
+	IPAMConf json.RawMessage `json:"ipamConf,omitempty"`
+	CNIPath  string          `json:"cniPath,omitempty"`
 }
 
 // newRecord derives the names of an attachment.

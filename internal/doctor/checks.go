@@ -480,7 +480,7 @@ func checkState(o Options) []Check {
 	if len(stale) > 0 {
 		rc.Status = Fail
 		rc.Message = fmt.Sprintf("CNI attachments whose sandbox or port is gone (a runtime never called DEL): %s", strings.Join(stale, ", "))
-		rc.Fix = "have the runtime delete them (cnitool del NETWORK NETNS, ctr ... --cni), or run its GC"
+		rc.Fix = "tapbridge gc (it removes the attachments whose sandbox is gone), or the runtime's DEL"
 	} else {
 		rc.Status, rc.Message = OK, "every CNI record names a live sandbox and port"
 	}

@@ -25,27 +25,55 @@ var (
 	// ErrVLANFilteringOff is wrapped when a port asks for an access VLAN on
 	// a bridge whose vlan_filtering is off: call EnsureUplinkVLANs first.
 	ErrVLANFilteringOff = errors.New("vlan_filtering is off on the bridge")
+	// ErrNoPolicy is wrapped when a port has no nftables policy.
+	ErrNoPolicy = errors.New("no port policy")
 )
 
 // Spec is the policy of one VM port. The zero Spec filters nothing and
 // clears the port's isolation, guard and root block.
+//
+// Every guard (MACSpoofCheck, IPSpoofCheck, DHCPGuard, RAGuard, BPDUGuard)
+// also drops, from the VM, every VLAN-tagged frame (802.1Q, 802.1ad, 0x9100;
+// a VM port is an access port), a fragmented DHCPv4 message (a first
+// fragment to UDP 67 or 68), and an IPv6 packet with a fragment header that
+// is ND, RA, redirect, MLD or DHCPv6 or whose headers do not all fit its
+// first fragment (echo request/reply and other protocols' fragments pass).
 type Spec struct {
 	MAC net.HardwareAddr // the VM's own MAC (may be nil)
 	IPs []netip.Addr     // the VM's allowed IPv4 and IPv6 addresses
 
-	// MACSpoofCheck drops frames whose source MAC is not MAC.
+	// MACSpoofCheck drops frames whose source MAC is not MAC, and, as
+	// IPSpoofCheck with a MAC does, DHCPv4 client messages whose chaddr is
+	// not MAC (or whose htype/hlen are not Ethernet/6): one VM cannot take
+	// the DHCP server's pool under made-up client addresses (nor relay DHCP
+	// for other clients). A client identifier (option 61) is not checked.
 	MACSpoofCheck bool
 	// IPSpoofCheck drops IPv4 packets whose source, ARP packets whose sender
-	// IP (and, when MAC is known, sender MAC), IPv6 packets whose source and
-	// neighbour advertisements whose target is not one of IPs. DHCPv4 from
-	// 0.0.0.0, ARP probes from 0.0.0.0, IPv6 link-local (fe80::/10) and
-	// ICMPv6 from :: (duplicate address detection of the VM's own or a
-	// link-local address, router solicitations, MLD reports) stay allowed.
-	// Frames carrying a second VLAN tag (whose IP header the filter cannot
-	// see) are dropped.
+	// IP (and, when MAC is known, sender MAC) and IPv6 packets whose source
+	// is not one of the VM's addresses. DHCPv4 from 0.0.0.0 (UDP 68 -> 67)
+	// and ARP probes from 0.0.0.0 stay allowed.
+	//
+	// The VM's addresses are IPs and its own link-local address: the
+	// EUI-64 address of MAC (fe80::, MAC with the U/L bit flipped and
+	// ff:fe inserted), which is what Linux guests use by default, plus any
+	// fe80:: address given in IPs. No other link-local address is the
+	// VM's: a guest using stable-privacy or random link-local addresses
+	// (NetworkManager, Windows) needs its address in IPs. With MAC unknown
+	// only the fe80:: addresses in IPs are the VM's.
+	//
+	// Neighbour discovery is held to the same: an NA's target must be the
+	// VM's; NS, NA and RS may carry no option or exactly one link-layer
+	// address option, which must hold MAC. With MAC unknown such an option
+	// cannot be checked and the message is dropped (fail-closed): give the
+	// MAC, or the VM has no working IPv6. From :: only duplicate address
+	// detection of the VM's own addresses, router solicitations and MLD
+	// reports pass. Router advertisements and redirects (when RAGuard is
+	// off) are checked for their source only.
 	IPSpoofCheck bool
-	// DHCPGuard drops DHCPv4 server messages (UDP 67 -> 68) and DHCPv6
-	// server messages (UDP 547 -> 546).
+	// DHCPGuard drops what only a DHCP server or relay agent sends, keyed
+	// on the destination port and message, whatever the source port: UDP
+	// to 68 (DHCPv4 client port), BOOTREPLY to 67, UDP to 546 (DHCPv6
+	// client port) and ADVERTISE, REPLY, RECONFIGURE and RELAY-REPL to 547.
 	DHCPGuard bool
 	// RAGuard drops ICMPv6 router advertisements (134) and redirects (137).
 	RAGuard bool
@@ -57,13 +85,18 @@ type Spec struct {
 	// bridge (EnsureUplinkVLANs).
 	VLAN int
 	// BPDUGuard sets the port's BPDU guard and root block, so a VM cannot
-	// take part in the spanning tree.
+	// take part in the spanning tree, and drops every frame from the VM to
+	// an IEEE 802.1D reserved group address (01:80:c2:00:00:00 to 0f: STP,
+	// pause, LACP, 802.1X, LLDP...), with the kernel's STP on or off. A VM
+	// may send none of them across the bridge: they are link-local to the
+	// VM's port by definition, and a VM's LLDP or 802.1X would speak for
+	// the host's uplink.
 	BPDUGuard bool
 }
 
-// filters reports whether s needs an nftables chain.
+// filters reports whether s needs nftables data.
 func (s Spec) filters() bool {
-	return s.MACSpoofCheck || s.IPSpoofCheck || s.DHCPGuard || s.RAGuard
+	return s.MACSpoofCheck || s.IPSpoofCheck || s.DHCPGuard || s.RAGuard || s.BPDUGuard
 }
 
 // Validate says what is wrong with s, naming the field.
@@ -95,6 +128,9 @@ func (s Spec) Validate() error {
 	if s.IPSpoofCheck && len(s.IPs) == 0 {
 		return fmt.Errorf("%w: IPSpoofCheck needs the VM's addresses (IPs is empty)", ErrInvalid)
 	}
+	if r := recordOf(s).String(); len(r) > maxComment {
+		return fmt.Errorf("%w: IPs: %d addresses do not fit the port's policy record (%d bytes, at most %d)", ErrInvalid, len(s.IPs), len(r), maxComment)
+	}
 	if s.VLAN < 0 || s.VLAN > 4094 {
 		return fmt.Errorf("%w: VLAN %d: must be 1..4094, or 0 for none", ErrInvalid, s.VLAN)
 	}
@@ -111,12 +147,8 @@ func isZero(b []byte) bool {
 }
 
 // Apply gives port (a port of a bridge in the current network namespace)
-// the policy s, replacing whatever policy it had. It is idempotent.
-//
-// The port's nftables chain and map element are added or replaced in one
-// atomic batch; a Spec without MAC, IP, DHCP or RA filtering removes them.
-// Isolation, BPDU guard and root block are then set to s's values, and the
-// port's VLANs are set when s.VLAN is set or the bridge filters VLANs.
+// the policy s, replacing whatever policy it had: Filter, then Configure.
+// It is idempotent.
 func Apply(port string, s Spec) error {
 	if err := ifname.Validate("port", port); err != nil {
 		return err
@@ -128,18 +160,68 @@ func Apply(port string, s Spec) error {
 	if err != nil {
 		return err
 	}
+	if err := checkVLAN(port, br, s); err != nil {
+		return err
+	}
+	if err := Filter(port, s); err != nil {
+		return err
+	}
+	return configure(port, link, br, s)
+}
+
+// Filter programs the nftables part of s for port, by name: the port need
+// not exist yet, nor be a bridge port, so that its frames are filtered
+// from the moment it can forward. It adds and deletes elements of the
+// shared sets only, in one atomic batch, replacing what port had; a Spec
+// without MAC, IP, DHCP, RA or BPDU guard removes the port's data. It is
+// idempotent, and costs the same at the thousandth port as at the first.
+func Filter(port string, s Spec) error {
+	if err := ifname.Validate("port", port); err != nil {
+		return err
+	}
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("port %q: %w", port, err)
+	}
+	if !s.filters() {
+		if err := removeRules(port); err != nil {
+			return fmt.Errorf("port %q: removing nftables filters: %w", port, err)
+		}
+		return nil
+	}
+	if err := applyRules(port, s); err != nil {
+		return fmt.Errorf("port %q: programming nftables filters: %w", port, err)
+	}
+	return nil
+}
+
+// Configure sets the bridge port settings of s on port, a port of a bridge
+// in the current network namespace: isolation, BPDU guard and root block,
+// and its VLANs when s.VLAN is set or the bridge filters VLANs.
+func Configure(port string, s Spec) error {
+	if err := ifname.Validate("port", port); err != nil {
+		return err
+	}
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("port %q: %w", port, err)
+	}
+	link, br, err := bridgePort(port)
+	if err != nil {
+		return err
+	}
+	if err := checkVLAN(port, br, s); err != nil {
+		return err
+	}
+	return configure(port, link, br, s)
+}
+
+func checkVLAN(port string, br *netlink.Bridge, s Spec) error {
 	if s.VLAN != 0 && !vlanFiltering(br) {
 		return fmt.Errorf("port %q: VLAN %d on bridge %q: %w (EnsureUplinkVLANs turns it on)", port, s.VLAN, br.Attrs().Name, ErrVLANFilteringOff)
 	}
+	return nil
+}
 
-	if s.filters() {
-		if err := applyRules(port, s); err != nil {
-			return fmt.Errorf("port %q: programming nftables filters: %w", port, err)
-		}
-	} else if err := removeRules(port); err != nil {
-		return fmt.Errorf("port %q: removing nftables filters: %w", port, err)
-	}
-
+func configure(port string, link netlink.Link, br *netlink.Bridge, s Spec) error {
 	if err := netlink.LinkSetIsolated(link, s.Isolated); err != nil {
 		return fmt.Errorf("port %q: setting isolated %t: %w", port, s.Isolated, err)
 	}
@@ -157,9 +239,9 @@ func Apply(port string, s Spec) error {
 	return nil
 }
 
-// Remove deletes the port's nftables chain and map element. It succeeds when
-// they (or the port, or the whole table) are already gone. The port's bridge
-// settings go with the port itself.
+// Remove deletes the port's nftables data (its elements of the shared
+// sets). It succeeds when they (or the port, or the whole table) are
+// already gone. The port's bridge settings go with the port itself.
 func Remove(port string) error {
 	if err := ifname.Validate("port", port); err != nil {
 		return err

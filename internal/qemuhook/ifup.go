@@ -34,6 +34,10 @@ func Ifup(name string, getenv func(string) string) error {
 	if err := ifname.Validate("TAP", name); err != nil {
 		return fail(err)
 	}
+	if err := fromLibvirt(l, name, getenv); err != nil {
+		return fail(err)
+	}
+	br = l.conf.Bridge
 	c := l.conf
 	routed = c.Routed // the error then names the mode, not a bridge
 	if err := checkACL(c, c.ACL != "", osReadFile); err != nil {

@@ -44,10 +44,17 @@ func DHCPv4(op byte, xid uint32, chaddr net.HardwareAddr, yiaddr, siaddr netip.A
 // DHCPDiscoverProbe is the DHCPDISCOVER a booting VM with MAC mac sends:
 // from 0.0.0.0:68 to 255.255.255.255:67, broadcast, transaction xid.
 func DHCPDiscoverProbe(name string, mac net.HardwareAddr, xid uint32) Probe {
+	return DHCPDiscoverProbeFor(name, mac, mac, xid)
+}
+
+// DHCPDiscoverProbeFor is DHCPDiscoverProbe from the Ethernet address
+// ethSrc for the client chaddr: with another chaddr than its own a VM
+// takes a lease for a client that does not exist.
+func DHCPDiscoverProbeFor(name string, ethSrc, chaddr net.HardwareAddr, xid uint32) Probe {
 	n := NewNonce()
-	m := DHCPv4(1, xid, mac, netip.Addr{}, netip.Addr{}, DHCPDiscover, n,
+	m := DHCPv4(1, xid, chaddr, netip.Addr{}, netip.Addr{}, DHCPDiscover, n,
 		[]byte{55, 3, 1, 3, 6}) // parameter request list: mask, router, DNS
-	return Probe{name, n, Ether(BroadcastMAC, mac, EtherIPv4, UDP(Zero4, V4Broadcast, 68, 67, m))}
+	return Probe{name, n, Ether(BroadcastMAC, ethSrc, EtherIPv4, UDP(Zero4, V4Broadcast, 68, 67, m))}
 }
 
 // DHCPOfferProbe is a DHCPOFFER of yiaddr to chaddr from a server with
@@ -55,6 +62,12 @@ func DHCPDiscoverProbe(name string, mac net.HardwareAddr, xid uint32) Probe {
 // DHCP server in a VM sends. Broadcast, from serverIP:67 to
 // 255.255.255.255:68.
 func DHCPOfferProbe(name string, serverMAC net.HardwareAddr, serverIP, yiaddr netip.Addr, chaddr net.HardwareAddr, xid uint32) Probe {
+	return DHCPOfferProbeFrom(name, serverMAC, serverIP, 67, yiaddr, chaddr, xid)
+}
+
+// DHCPOfferProbeFrom is DHCPOfferProbe sent from UDP port sport: clients
+// take an offer whatever its source port.
+func DHCPOfferProbeFrom(name string, serverMAC net.HardwareAddr, serverIP netip.Addr, sport uint16, yiaddr netip.Addr, chaddr net.HardwareAddr, xid uint32) Probe {
 	n := NewNonce()
 	s := serverIP.As4()
 	m := DHCPv4(2, xid, chaddr, yiaddr, serverIP, DHCPOffer, n,
@@ -62,7 +75,7 @@ func DHCPOfferProbe(name string, serverMAC net.HardwareAddr, serverIP, yiaddr ne
 		[]byte{1, 4, 255, 255, 255, 0},  // subnet mask
 		append([]byte{3, 4}, s[:]...),   // router: the rogue server itself
 		[]byte{51, 4, 0, 0, 0x0e, 0x10}) // lease time 3600 s
-	return Probe{name, n, Ether(BroadcastMAC, serverMAC, EtherIPv4, UDP(serverIP, V4Broadcast, 67, 68, m))}
+	return Probe{name, n, Ether(BroadcastMAC, serverMAC, EtherIPv4, UDP(serverIP, V4Broadcast, sport, 68, m))}
 }
 
 // DHCPReply is what ParseDHCPReply found in a frame.
