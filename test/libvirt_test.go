@@ -492,7 +492,8 @@ func TestLibvirt(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the probe hook did not run: %v", err)
 	}
-	sections := strings.Split(string(probe), "== ")
+	// Sections start at lines "== NAME" (the ruleset has "==" of its own).
+	sections := regexp.MustCompile(`(?m)^== `).Split(string(probe), -1)
 	if len(sections) != 4 {
 		t.Fatalf("probe output:\n%s", probe)
 	}
