@@ -360,24 +360,47 @@ func TestUpLosesNothing(t *testing.T) {
 			_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
 			msg := fmt.Sprintf("msg %d\n", i)
 			if _, err := conn.Write([]byte(msg)); err != nil {
+				mu.Lock()
 				tcpErr = err
+				mu.Unlock()
 				return
 			}
 			got, err := r.ReadString('\n')
+			mu.Lock()
 			if err != nil || got != msg {
 				tcpErr = fmt.Errorf("echo %d: got %q, %v", i, got, err)
+				mu.Unlock()
 				return
 			}
 			echoed++
+			mu.Unlock()
 		}
 	}()
 
-	time.Sleep(300 * time.Millisecond)
+	// Traffic flows (15 echoed pings and TCP round trips) before up, and
+	// as much again after it.
+	flowing := func(n int) {
+		t.Helper()
+		for end := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			got, trips, err := len(received), echoed, tcpErr
+			mu.Unlock()
+			if got >= n && trips >= n || err != nil {
+				return
+			}
+			if time.Now().After(end) {
+				t.Fatalf("after 10s only %d pings echoed and %d TCP round trips, want %d", got, trips, n)
+			}
+		}
+	}
+	flowing(15)
 	l.mustTapbridge(t, "up", "--uplink", "eth0")
-	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	after := max(len(received), echoed) + 15
+	mu.Unlock()
+	flowing(after)
 	close(stop)
 	wg.Wait()
-	time.Sleep(50 * time.Millisecond)
 
 	mu.Lock()
 	defer mu.Unlock()
