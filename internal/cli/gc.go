@@ -16,7 +16,8 @@ func gcCommand() command {
 		help: `Removes the nftables chain and map element of every VM port that is gone or
 no longer on a bridge. They are left behind when a port vanishes without a
 CNI DEL or a qemu-ifdown: the TAP of an unprivileged QEMU (-netdev bridge
-runs no down script; the next bridge helper run also cleans up) or of a QEMU
+runs no down script; a later helper run that gets the same tap name takes the
+port over) or of a QEMU
 killed with SIGKILL. Idempotent; safe to run from a timer.
 
 Examples:

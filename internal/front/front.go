@@ -108,9 +108,12 @@ func Port(tap string) (netlink.Link, Info, error) {
 // its policy, and only then brings it up.
 //
 // A front left from an earlier TAP of the same name (a QEMU that exited
-// without its down script) is replaced; the front of this very TAP is
-// reused (created is false), so Create is idempotent. On failure nothing
-// new is left.
+// without its down script, or the helper's tap%d, which the kernel hands
+// out again) is rewired to t rather than deleted and made anew (see
+// rewire): deleting a veth pair costs the kernel an unregistration and an
+// RCU barrier, tens of ms on a busy host, on QEMU's critical path. The
+// front of this very TAP is reused (created is false), so Create is
+// idempotent. On failure nothing new is left.
 func Create(t netlink.Link, mtu int) (port netlink.Link, created bool, err error) {
 	ta := t.Attrs()
 	tt, ok := t.(*netlink.Tuntap)
@@ -121,6 +124,12 @@ func Create(t netlink.Link, mtu int) (port netlink.Link, created bool, err error
 	if old, i, err := Port(ta.Name); err == nil {
 		if i.TAPIndex == ta.Index && joined(t, peerName) == nil {
 			return old, false, nil
+		}
+		if i.TAPIndex != ta.Index {
+			if port, err := rewire(old, tt, mtu); err == nil {
+				return port, true, nil
+			}
+			// whatever went wrong, a new front replaces it below
 		}
 		if err := netlink.LinkDel(old); err != nil && !errors.Is(err, unix.ENODEV) {
 			return nil, false, fmt.Errorf("deleting the stale front %q of TAP %q: %w", portName, ta.Name, err)
@@ -166,6 +175,53 @@ func Create(t netlink.Link, mtu int) (port netlink.Link, created bool, err error
 		return nil, false, err
 	}
 	return port, true, nil
+}
+
+// rewire points the front port of an earlier TAP of the same name at t:
+// the port goes down first (it forwards nothing, and the bridge forgets
+// the addresses it learnt on it, so the new tenant receives none of the
+// old one's frames), the alias names t, the peer's redirect is replaced
+// and t gets its own. The caller enslaves the port, applies the policy of
+// the new VM (which replaces the old one's) and brings it up, as for a new
+// front. The caller must hold the policy lock, so that a Prune that found
+// the front stale cannot delete it once it stands for t.
+func rewire(port netlink.Link, t *netlink.Tuntap, mtu int) (netlink.Link, error) {
+	ta := t.Attrs()
+	portName, peerName := Names(ta.Name)
+	peer, err := bridge.Link(peerName)
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := peer.(*netlink.Veth); !ok || v.Attrs().ParentIndex != port.Attrs().Index {
+		return nil, fmt.Errorf("%q is not the peer of %q", peerName, portName)
+	}
+	if port.Attrs().Flags&net.FlagUp != 0 {
+		if err := netlink.LinkSetDown(port); err != nil {
+			return nil, fmt.Errorf("taking the front %q of an earlier TAP %q down: %w", portName, ta.Name, err)
+		}
+	}
+	alias := Info{TAP: ta.Name, TAPIndex: ta.Index, Persistent: !t.NonPersist}.alias()
+	if err := netlink.LinkSetAlias(port, alias); err != nil {
+		return nil, fmt.Errorf("naming the front %q of TAP %q: %w", portName, ta.Name, err)
+	}
+	if mtu > 0 {
+		for _, l := range []netlink.Link{t, peer} {
+			if l.Attrs().MTU != mtu {
+				if err := netlink.LinkSetMTU(l, mtu); err != nil {
+					return nil, fmt.Errorf("setting MTU of %q to %d: %w", l.Attrs().Name, mtu, err)
+				}
+			}
+		}
+	}
+	// The peer's ingress qdisc goes with its redirect to the earlier TAP.
+	q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: peer.Attrs().Index, Handle: ingressParent, Parent: netlink.HANDLE_INGRESS}}
+	if err := netlink.QdiscDel(q); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+		return nil, fmt.Errorf("removing the redirect of %q to an earlier TAP %q: %w", peerName, ta.Name, err)
+	}
+	if _, err := join(t, portName, peerName); err != nil {
+		return nil, err
+	}
+	return bridge.Link(portName)
 }
 
 // join redirects the TAP and the peer to each other and brings both up.

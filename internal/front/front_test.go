@@ -49,14 +49,26 @@ func TestCreateCheckDelete(t *testing.T) {
 		if again, created, err := Create(tl, 9000); err != nil || created || again.Attrs().Index != a.Index {
 			t.Errorf("second Create = %v, %v, %v; want the same port", again.Attrs().Index, created, err)
 		}
-		// A new TAP of the same name replaces the old front.
+		// A new TAP of the same name gets the old front, rewired to it and
+		// down (so it forwards nothing before its new policy), not a new
+		// one: deleting a veth pair is the slow part of a detach.
+		if err := netlink.LinkSetUp(port); err != nil {
+			t.Fatal(err)
+		}
 		_ = tap.Delete("tap0")
 		tl, _ = tap.Create("tap0", tap.DefaultOptions)
 		if _, err := Check(tl); err == nil || !strings.Contains(err.Error(), "stands for an earlier TAP") {
 			t.Errorf("Check against a new TAP = %v", err)
 		}
-		if again, created, err := Create(tl, 9000); err != nil || !created || again.Attrs().Index == a.Index {
-			t.Errorf("Create for a new TAP = %v, %v; want a new front", created, err)
+		again, created, err := Create(tl, 9000)
+		if err != nil || !created || again.Attrs().Index != a.Index || again.Attrs().Flags&net.FlagUp != 0 {
+			t.Errorf("Create for a new TAP = %v, %v, ifindex %d (was %d), flags %v; want the old front rewired, down", created, err, again.Attrs().Index, a.Index, again.Attrs().Flags)
+		}
+		if _, err := Check(tl); err != nil {
+			t.Errorf("Check after rewiring = %v", err)
+		}
+		if i, ok := Of(again); !ok || i.TAPIndex != tl.Attrs().Index {
+			t.Errorf("alias of the rewired front = %q, want the new TAP's ifindex %d", again.Attrs().Alias, tl.Attrs().Index)
 		}
 		if err := Delete("tap0"); err != nil {
 			t.Fatal(err)

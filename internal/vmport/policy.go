@@ -62,6 +62,11 @@ func applyPolicy(c *config.Conf, port string, spec policy.Spec) error {
 		return err
 	}
 	defer lk.Unlock()
+	return applyPolicyLocked(c, port, spec)
+}
+
+// applyPolicyLocked is applyPolicy for a caller that holds the policy lock.
+func applyPolicyLocked(c *config.Conf, port string, spec policy.Spec) error {
 	if err := policy.Apply(port, spec); err != nil {
 		if errors.Is(err, policy.ErrVLANUnsupported) {
 			return fmt.Errorf("port %q: %w", port, config.FieldError("vlan", err, "%d", c.VLAN))

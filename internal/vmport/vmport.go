@@ -12,6 +12,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/failpoint"
 	"github.com/tapbridge/tapbridge/internal/front"
+	"github.com/tapbridge/tapbridge/internal/policy"
 	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/uplink"
 )
@@ -95,6 +96,16 @@ func Attach(c *config.Conf, p Port) error {
 		undoBridge()
 		return err
 	}
+	// The policy lock is held from before the front is made (or the front
+	// of an earlier TAP of the same name rewired, see front.Create) until
+	// the port's policy is in place: a Prune, which holds it, never finds
+	// the front stale and deletes it once it stands for this TAP.
+	plk, err := state.LockPolicy()
+	if err != nil {
+		undoBridge()
+		return err
+	}
+	defer plk.Unlock()
 	undoFront := func() {}
 	if _, isTAP := link.(*netlink.Tuntap); isTAP {
 		var created bool
@@ -108,17 +119,26 @@ func Attach(c *config.Conf, p Port) error {
 	}
 	port := link.Attrs().Name
 	fail := func(err error) error {
-		_ = removePolicy(port)
+		_ = policy.Remove(port) // under the policy lock
 		bridge.Restore(link)
 		undoFront()
 		undoBridge()
 		return err
 	}
+	if m := link.Attrs().MasterIndex; m != 0 && m != br.Attrs().Index {
+		// a rewired front that was a port of another bridge
+		if _, isVeth := link.(*netlink.Veth); isVeth && port != p.Name {
+			if err := netlink.LinkSetNoMaster(link); err != nil {
+				return fail(fmt.Errorf("releasing %q from its earlier bridge: %w", port, err))
+			}
+			link.Attrs().MasterIndex = 0
+		}
+	}
 	if err := bridge.Attach(link, br, true); err != nil {
 		return fail(err)
 	}
 	failpoint.Hit("attach:enslaved") // on the bridge, down, no policy yet
-	if err := applyPolicy(c, port, spec); err != nil {
+	if err := applyPolicyLocked(c, port, spec); err != nil {
 		return fail(err)
 	}
 	if link.Attrs().Flags&net.FlagUp == 0 {
