@@ -9,10 +9,9 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
-	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
 )
@@ -120,23 +119,13 @@ func deleteSandboxLinks(rec *record) (grouped bool, err error) {
 			ours = false
 		}
 	}
-	if members == 2 && ours && deleteGroup(g) == nil {
+	if members == 2 && ours && front.DeleteGroup(g) == nil {
 		return true, nil
 	}
 	if err := tap.Delete(rec.TAP); err != nil && !errors.Is(err, tap.ErrNotTAP) {
 		return false, err
 	}
 	return false, nil
-}
-
-// deleteGroup deletes every link of device group g in the current
-// namespace, in one RTM_DELLINK.
-func deleteGroup(g uint32) error {
-	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(g)))
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
 }
 
 // inSandbox runs f inside the namespace at path. It does nothing when the

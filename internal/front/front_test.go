@@ -78,8 +78,49 @@ func TestCreateCheckDelete(t *testing.T) {
 				t.Errorf("%s after Delete: %v", n, err)
 			}
 		}
+		if _, err := bridge.Link("tap0"); err != nil {
+			t.Errorf("the persistent tap0 after Delete: %v; want it left alone", err)
+		}
 		if err := Delete("tap0"); err != nil {
 			t.Errorf("second Delete = %v", err)
+		}
+	})
+}
+
+// The front of a TAP that QEMU made (not persistent: it goes with QEMU's
+// descriptor anyway) is deleted with the TAP, in one kernel operation; a
+// link of the same device group that is no part of it stays.
+func TestDeleteTakesQEMUsTAPAlong(t *testing.T) {
+	nstest.Run(t, func() {
+		f, name, err := tap.Open("vm0", tap.DefaultOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		tl, err := bridge.Link(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		port, _, err := Create(tl, 1500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := Group(port)
+		if g < 1<<29 || g >= 1<<30 {
+			t.Errorf("Group = %#x, want between 2^29 and 2^30-1", g)
+		}
+		for _, n := range []string{port.Attrs().Name, "tbw" + port.Attrs().Name[3:], "vm0"} {
+			if l, err := bridge.Link(n); err != nil || l.Attrs().Group != g {
+				t.Errorf("%s: group %v, %v; want %#x", n, l, err, g)
+			}
+		}
+		if err := Delete("vm0"); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{port.Attrs().Name, "tbw" + port.Attrs().Name[3:], "vm0"} {
+			if _, err := bridge.Link(n); !errors.Is(err, bridge.ErrNotFound) {
+				t.Errorf("%s after Delete: %v; want it gone", n, err)
+			}
 		}
 	})
 }
