@@ -12,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
@@ -304,20 +305,50 @@ func Check(t netlink.Link) (netlink.Link, error) {
 // is most of what qemu-ifdown can save. It succeeds when there is no
 // front, and leaves alone a link of that name that is not tap's front.
 func Delete(tap string) error {
+	return DeleteWhile(tap, func() error { return nil })
+}
+
+// DeleteWhile is Delete that runs f on the calling thread while the kernel
+// deletes the front: vmport removes the port's policy meanwhile (an
+// nftables commit, which waits for a grace period of its own), once the
+// port has left its bridge. f runs also when there is no front. The
+// deletion is sent from a socket opened on the calling thread, so it acts
+// in the calling thread's network namespace whichever thread sends it.
+func DeleteWhile(tap string, f func() error) error {
 	port, _, err := Port(tap)
 	if errors.Is(err, bridge.ErrNotFound) {
-		return nil
+		return f()
 	}
 	if err != nil {
 		return err
 	}
-	if g := Group(port); port.Attrs().Group == g && DeleteGroup(g) == nil {
-		return nil
-	}
-	if err := netlink.LinkDel(port); err != nil && !errors.Is(err, unix.ENODEV) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
 		return fmt.Errorf("deleting the front %q of TAP %q: %w", port.Attrs().Name, tap, err)
 	}
-	return nil
+	defer h.Close()
+	var group *nl.NetlinkSocket
+	if g := Group(port); port.Attrs().Group == g {
+		if group, err = nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE); err != nil {
+			group = nil // the port alone, below
+		} else {
+			defer group.Close()
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		if group != nil && deleteGroupWith(group, Group(port)) == nil {
+			done <- nil
+			return
+		}
+		if err := h.LinkDel(port); err != nil && !errors.Is(err, unix.ENODEV) {
+			done <- fmt.Errorf("deleting the front %q of TAP %q: %w", port.Attrs().Name, tap, err)
+			return
+		}
+		done <- nil
+	}()
+	ferr := f()
+	return errors.Join(<-done, ferr)
 }
 
 // groupBase marks the device groups of fronts: between 2^29 and 2^30-1,
@@ -334,8 +365,15 @@ func Group(port netlink.Link) uint32 {
 // DeleteGroup deletes every link of device group g in the calling thread's
 // network namespace in one RTM_DELLINK, so the kernel unregisters them in
 // one batch.
-func DeleteGroup(g uint32) error {
+func DeleteGroup(g uint32) error { return deleteGroupWith(nil, g) }
+
+// deleteGroupWith is DeleteGroup through the socket s (nil: a socket of
+// the calling thread's namespace).
+func deleteGroupWith(s *nl.NetlinkSocket, g uint32) error {
 	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+	if s != nil {
+		req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}
+	}
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(g)))
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
@@ -161,11 +162,21 @@ func Detach(c *config.Conf, name string) error {
 	fp, _, err := front.Port(name)
 	switch {
 	case err == nil:
-		if err := front.Delete(name); err != nil {
+		// Down and off the bridge first; then the front's deletion (an
+		// unregistration, which waits for RCU grace periods) and the
+		// policy's removal (an nftables commit, which waits for one too)
+		// overlap instead of adding up.
+		port := fp.Attrs().Name
+		if fp.Attrs().Flags&net.FlagUp != 0 {
+			if err := netlink.LinkSetDown(fp); err != nil && !errors.Is(err, unix.ENODEV) {
+				return fmt.Errorf("taking %q down: %w", port, err)
+			}
+		}
+		if err := bridge.Detach(port); err != nil {
 			return err
 		}
 		failpoint.Hit("detach:unbridged") // off the bridge, policy still there
-		return removePolicy(fp.Attrs().Name)
+		return front.DeleteWhile(name, func() error { return removePolicy(port) })
 	case !errors.Is(err, bridge.ErrNotFound):
 		return err
 	}
