@@ -34,7 +34,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "the report to write")
 	flag.IntVar(&o.rounds, "rounds", 41, "alternating rounds at each scale")
 	flag.IntVar(&o.ports, "ports", 1000, "attached ports at the large scale")
-	flag.IntVar(&o.frames, "frame-rounds", 5, "alternating rounds of the frames/s phase")
+	flag.IntVar(&o.frames, "frame-rounds", 7, "alternating rounds of the frames/s phase")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench: needs root: it creates network and mount namespaces")

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/config"
@@ -67,13 +68,14 @@ var labels = map[string]string{
 	"frames/cni":        "CNI netns mode, default guards",
 }
 
-// contenders lists what is measured at every scale; withStart adds the
-// process-start runs, which do not depend on the scale.
-func (e *env) contenders(withStart bool) ([]contender, error) {
+// startContenders are the process starts. They take 1-3 ms, so they run
+// in a phase of their own with many rounds, where the kernel's deferred
+// work after a link deletion (RCU callbacks) falls on them all alike.
+func (e *env) startContenders() []contender {
 	var cs []contender
 	bin := func(name string) string { return filepath.Join(e.o.bin, name) }
 	before := func(name string) string { return filepath.Join(e.o.baseline, name) }
-	if withStart {
+	{
 		cs = append(cs,
 			timed("start/true", func() error { return run("/bin/true", nil, nil, "--help") }),
 			timed("start/gofloor", func() error { return run(e.goFloor, nil, nil) }),
@@ -84,6 +86,15 @@ func (e *env) contenders(withStart bool) ([]contender, error) {
 			cs = append(cs, timed("start/ifup-before", func() error { return run(before("qemu-ifup"), nil, nil, "--help") }))
 		}
 	}
+	return cs
+}
+
+// contenders lists what is measured at every scale.
+func (e *env) contenders() ([]contender, error) {
+	var cs []contender
+	bin := func(name string) string { return filepath.Join(e.o.bin, name) }
+	before := func(name string) string { return filepath.Join(e.o.baseline, name) }
+	cs = append(cs, tapClose(), vethDel())
 	hookEnv := func(conf string) []string {
 		return []string{"PATH=" + os.Getenv("PATH"), "TAPBRIDGE_CONF=" + conf, "TAPBRIDGE_RUN_DIR=" + e.runDir}
 	}
@@ -145,6 +156,50 @@ func (e *env) contenders(withStart bool) ([]contender, error) {
 	}
 	cs = append(cs, inproc("inproc/attach", "inproc/detach", on), inproc("inproc/attach-off", "inproc/detach-off", off))
 	return cs, nil
+}
+
+// tapClose is the kernel's part that every front end and anchor pays when
+// a VM ends: a TAP on the bridge closed by its last holder.
+func tapClose() contender {
+	return contender{key: "kernel/tapclose", run: func(rec func(string, time.Duration)) error {
+		f, name, err := tap.Open("kc0", tap.DefaultOptions)
+		if err != nil {
+			return err
+		}
+		l, err := netlink.LinkByName(name)
+		var br netlink.Link
+		if err == nil {
+			br, err = netlink.LinkByName("br0")
+		}
+		if err == nil {
+			err = netlink.LinkSetMaster(l, br)
+		}
+		if err != nil {
+			f.Close()
+			return err
+		}
+		t0 := time.Now()
+		f.Close()
+		rec("kernel/tapclose", time.Since(t0))
+		return nil
+	}}
+}
+
+// vethDel is the deletion of a veth pair: what a front or a CNI
+// attachment costs the kernel to take down.
+func vethDel() contender {
+	return contender{key: "kernel/vethdel", run: func(rec func(string, time.Duration)) error {
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "kv0"}, PeerName: "kv1"}
+		if err := netlink.LinkAdd(v); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := netlink.LinkDel(v); err != nil {
+			return err
+		}
+		rec("kernel/vethdel", time.Since(t0))
+		return nil
+	}}
 }
 
 // run runs path with args; env nil means the bench's own environment. A
@@ -315,25 +370,23 @@ func (e *env) measure(r *results) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "bench: %d VMs attached (%s)\n", scale, time.Since(t0).Round(time.Millisecond))
-		cs, err := e.contenders(scale == 10)
+		cs, err := e.contenders()
 		if err != nil {
 			return err
 		}
 		s := map[string][]float64{}
 		r.samples[scale] = s
 		rec := func(key string, d time.Duration) { s[key] = append(s[key], float64(d.Nanoseconds())/1e6) }
-		for _, c := range cs { // warm-up: page cache, first-use work
-			if err := c.run(func(string, time.Duration) {}); err != nil {
+		if scale == 10 {
+			t0 = time.Now()
+			if err := alternate(e.startContenders(), 10*e.o.rounds, rec); err != nil {
 				return err
 			}
+			fmt.Fprintf(os.Stderr, "bench: %d rounds of process starts (%s)\n", 10*e.o.rounds, time.Since(t0).Round(time.Millisecond))
 		}
 		t0 = time.Now()
-		for round := 0; round < e.o.rounds; round++ {
-			for i := range cs {
-				if err := cs[(i+round)%len(cs)].run(rec); err != nil {
-					return err
-				}
-			}
+		if err := alternate(cs, e.o.rounds, rec); err != nil {
+			return err
 		}
 		fmt.Fprintf(os.Stderr, "bench: %d rounds at %d VMs (%s)\n", e.o.rounds, scale, time.Since(t0).Round(time.Millisecond))
 		if scale == 10 {
@@ -345,6 +398,24 @@ func (e *env) measure(r *results) error {
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "bench: frames/s (%s)\n", time.Since(t0).Round(time.Millisecond))
+		}
+	}
+	return nil
+}
+
+// alternate runs each contender once untimed (page cache, first-use
+// work), then rounds times in turn, the first one rotating each round.
+func alternate(cs []contender, rounds int, rec func(string, time.Duration)) error {
+	for _, c := range cs {
+		if err := c.run(func(string, time.Duration) {}); err != nil {
+			return err
+		}
+	}
+	for round := 0; round < rounds; round++ {
+		for i := range cs {
+			if err := cs[(i+round)%len(cs)].run(rec); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
