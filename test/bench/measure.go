@@ -62,6 +62,10 @@ var labels = map[string]string{
 	"inproc/detach":     "vmport.Detach, all guards (in process)",
 	"inproc/attach-off": "vmport.Attach, guards off (in process)",
 	"inproc/detach-off": "vmport.Detach, guards off (in process)",
+	"inproc/takeover":   "vmport.Attach taking over a vanished TAP's front, default guards (in process)",
+	"inproc/fresh":      "vmport.Attach with a new front, default guards (in process)",
+	"kernel/tapclose":   "closing a TAP on a bridge (its unregistration)",
+	"kernel/vethdel":    "deleting a veth pair (one unregistration)",
 	"frames/floor":      "TAP on no bridge (floor)",
 	"frames/off":        "through a front, no policy",
 	"frames/on":         "through a front, all guards",
@@ -154,8 +158,40 @@ func (e *env) contenders() ([]contender, error) {
 	if err != nil {
 		return nil, err
 	}
-	cs = append(cs, inproc("inproc/attach", "inproc/detach", on), inproc("inproc/attach-off", "inproc/detach-off", off))
+	def, err := config.Load(e.confDefault, false)
+	if err != nil {
+		return nil, err
+	}
+	cs = append(cs, inproc("inproc/attach", "inproc/detach", on), inproc("inproc/attach-off", "inproc/detach-off", off), takeover(def))
 	return cs, nil
+}
+
+// takeover is the helper's attach in process: a TAP that gets the name of
+// one whose QEMU ended without a down script, whose front it takes over
+// (inproc/takeover), against one whose name is new (inproc/fresh).
+func takeover(c *config.Conf) contender {
+	return contender{key: "inproc/takeover", run: func(rec func(string, time.Duration)) error {
+		for _, k := range []struct{ key, name string }{{"inproc/takeover", "to0"}, {"inproc/fresh", "tf0"}} {
+			f, name, err := tap.Open(k.name, tap.DefaultOptions)
+			if err != nil {
+				return err
+			}
+			t0 := time.Now()
+			err = vmport.Attach(c, vmport.Port{Name: name})
+			d := time.Since(t0)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", k.key, err)
+			}
+			if k.key == "inproc/fresh" {
+				if err := vmport.Detach(c, name); err != nil {
+					return err
+				}
+			}
+			rec(k.key, d)
+		}
+		return nil
+	}}
 }
 
 // tapClose is the kernel's part that every front end and anchor pays when

@@ -144,7 +144,7 @@ var groups = []struct {
 	{"One VM through `-netdev tap,script=,downscript=` (up script, down script, TAP close)", []string{"hook/shell", "hook/off", "hook/on", "hook/on-before"}, "hook/shell"},
 	{"One VM through `-netdev bridge,helper=` (helper run, descriptor received, TAP closed)", []string{"helper/qemu", "helper/tb", "helper/tb-before"}, "helper/qemu"},
 	{"CNI ADD + DEL, netns mode, each plugin run directly as a runtime runs it", []string{"cni/noop", "cni/bridge", "cni/tap", "cni/tb", "cni/tb-before"}, "cni/bridge"},
-	{"In process: the work of an attach and a detach, without a process start", []string{"inproc/attach-off", "inproc/detach-off", "inproc/attach", "inproc/detach"}, ""},
+	{"In process: the work of an attach and a detach, without a process start", []string{"inproc/attach-off", "inproc/detach-off", "inproc/attach", "inproc/detach", "inproc/fresh", "inproc/takeover"}, ""},
 }
 
 func (r *results) write(out string) error {
@@ -361,6 +361,10 @@ func (r *results) notes(p func(string, ...any)) {
 	if r.has(small, "helper/qemu") {
 		p("- **Bridge helper.** Both helpers' TAPs are closed by QEMU (%.1f ms of unregistration, the same for both). qemu-bridge-helper then has %.1f ms of its own; tapbridge's adds a Go start (%.2f ms against %.2f ms for /bin/true), the front (taken over and rewired when the TAP name was a vanished VM's, which the kernel's lowest-free tap%%d makes the rule) and the port policy. At %d VMs the helper no longer lists every link and policy (before: %.1f ms there, %.1f ms at 10); the kernel's own cost of a TAP grows with the links in the namespace (qemu-bridge-helper %.2f×), and tapbridge's helper grows %.2f×.\n",
 			tapClose, m("helper/qemu")-tapClose, start, m("start/true"), big, r.med(big, "helper/tb-before"), m("helper/tb-before"), r.med(big, "helper/qemu")/m("helper/qemu"), r.med(big, "helper/tb")/m("helper/tb"))
+	}
+	if r.has(small, "inproc/takeover") {
+		p("- **Where the helper's own time goes.** In process, an attach that takes over a vanished TAP's front takes %.1f ms against %.1f ms with a new front: rewiring costs a few netlink messages, but replacing the port policy left on it (an nftables commit that deletes rules, which waits for an RCU grace period) is most of it. That is the port policy's to make cheap (an unchanged policy left as it is, per-port data replaced in sets).\n",
+			m("inproc/takeover"), m("inproc/fresh"))
 	}
 	if r.has(small, "start/gofloor") {
 		in := r.inits["after"]
