@@ -167,30 +167,43 @@ func (e *env) contenders() ([]contender, error) {
 }
 
 // takeover is the helper's attach in process: a TAP that gets the name of
-// one whose QEMU ended without a down script, whose front it takes over
-// (inproc/takeover), against one whose name is new (inproc/fresh).
+// one whose QEMU has just ended without a down script, whose front it takes
+// over (inproc/takeover), against a TAP whose name is new (inproc/fresh);
+// both right after a TAP's close, as on a host where VMs come and go.
 func takeover(c *config.Conf) contender {
 	return contender{key: "inproc/takeover", run: func(rec func(string, time.Duration)) error {
-		for _, k := range []struct{ key, name string }{{"inproc/takeover", "to0"}, {"inproc/fresh", "tf0"}} {
-			f, name, err := tap.Open(k.name, tap.DefaultOptions)
+		attach := func(name string) (*os.File, time.Duration, error) {
+			f, name, err := tap.Open(name, tap.DefaultOptions)
 			if err != nil {
-				return err
+				return nil, 0, err
 			}
 			t0 := time.Now()
 			err = vmport.Attach(c, vmport.Port{Name: name})
 			d := time.Since(t0)
-			f.Close()
 			if err != nil {
-				return fmt.Errorf("%s: %w", k.key, err)
+				f.Close()
+				return nil, 0, err
 			}
-			if k.key == "inproc/fresh" {
-				if err := vmport.Detach(c, name); err != nil {
-					return err
-				}
-			}
-			rec(k.key, d)
+			return f, d, nil
 		}
-		return nil
+		f, _, err := attach("to0")
+		if err != nil {
+			return err
+		}
+		f.Close() // gone without a down script: its front stays
+		f, d, err := attach("to0")
+		if err != nil {
+			return fmt.Errorf("inproc/takeover: %w", err)
+		}
+		rec("inproc/takeover", d)
+		f.Close()
+		f, d, err = attach("tf0")
+		if err != nil {
+			return fmt.Errorf("inproc/fresh: %w", err)
+		}
+		rec("inproc/fresh", d)
+		f.Close()
+		return vmport.Detach(c, "tf0")
 	}}
 }
 
