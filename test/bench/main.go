@@ -32,7 +32,7 @@ func main() {
 	flag.StringVar(&o.baseline, "baseline", "", "directory of the binaries of an earlier commit, measured as \"before\" (optional)")
 	flag.StringVar(&o.tools, "tools", ".cache/cni-tools", "directory of the upstream CNI plugins: bridge, tap, noop")
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "the report to write")
-	flag.IntVar(&o.rounds, "rounds", 41, "alternating rounds at each scale")
+	flag.IntVar(&o.rounds, "rounds", 61, "alternating rounds at each scale")
 	flag.IntVar(&o.ports, "ports", 1000, "attached ports at the large scale")
 	flag.IntVar(&o.frames, "frame-rounds", 7, "alternating rounds of the frames/s phase")
 	flag.Parse()
