@@ -383,7 +383,7 @@ func (r *results) notes(p func(string, ...any)) {
 		if floor >= 1.5 {
 			room = "so no Go hook reaches 1.5× on this machine"
 		}
-		p("- **Hook start.** An empty Go program starts in %.2f× the time of /bin/true here (the runtime's own set-up: threads, heap, a static binary's pages), %s. Its package initialisation is %.2f ms in all over %.0f packages, none of them doing much (the longest, `%s`, %.3f ms; below): the rest is the size of what it links (netlink, nftables, JSON), all of which it uses. It links none of the CNI plugin's or the CLI's packages (no OpenTelemetry, no pflag, no CNI library), so there was no package-level work to make lazy or dependency to drop without dropping what the hook does.\n",
+		p("- **Hook start.** An empty Go program starts in %.2f× the time of /bin/true here (the runtime's own set-up: threads, heap, a static binary's pages), %s. Its package initialisation is %.2f ms in all over %.0f packages, none of them doing much (the longest, `%s`, %.3f ms; below): the rest is the size of what it links (netlink, nftables, JSON), all of which it uses. It links none of the CNI plugin's or the CLI's packages (no OpenTelemetry, no pflag, no CNI skel or invoke: only the CNI types its configuration schema shares, and netlinksafe), so there was no package-level work to make lazy or dependency to drop without dropping what the hook does.\n",
 			floor, room, median(in["(total)"]), median(in["(packages)"]), top, topMS)
 	}
 	if r.has(small, "cni/bridge") {
