@@ -139,7 +139,7 @@ func Attach(c *config.Conf, p Port) error {
 		return fail(err)
 	}
 	failpoint.Hit("attach:enslaved") // on the bridge, down, no policy yet
-	if err := applyPolicyLocked(c, port, spec); err != nil {
+	if err := applyPolicy(c, port, spec); err != nil {
 		return fail(err)
 	}
 	if link.Attrs().Flags&net.FlagUp == 0 {
