@@ -35,7 +35,15 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 61, "alternating rounds at each scale")
 	flag.IntVar(&o.ports, "ports", 1000, "attached ports at the large scale")
 	flag.IntVar(&o.frames, "frame-rounds", 7, "alternating rounds of the frames/s phase")
+	renderFrom := flag.String("render", "", "write the report from the raw results (the .json next to an earlier report) without measuring")
 	flag.Parse()
+	if *renderFrom != "" {
+		if err := render(*renderFrom, o.out); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench: needs root: it creates network and mount namespaces")
 		os.Exit(1)
@@ -90,7 +98,7 @@ func runBench(o options) error {
 		return err
 	}
 	defer e.close()
-	r := &results{opts: o, started: time.Now(), machine: machine()}
+	r := &results{opts: o, args: strings.Join(os.Args[1:], " "), started: time.Now(), machine: machine()}
 	r.commit = gitDescribe()
 	if err := e.measure(r); err != nil {
 		return err

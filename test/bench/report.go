@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"image/color"
 	"os"
@@ -15,11 +16,14 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // results is everything measured, in ms (frames in frames/s).
 type results struct {
 	opts              options
+	args              string // the driver's arguments, for the report
 	started, finished time.Time
 	machine           string
 	commit            string
@@ -147,9 +151,51 @@ var groups = []struct {
 	{"In process: the work of an attach and a detach, without a process start", []string{"inproc/attach-off", "inproc/detach-off", "inproc/attach", "inproc/detach", "inproc/fresh", "inproc/takeover"}, ""},
 }
 
+// raw is results as JSON, written next to the report so that it can be
+// drawn again (-render) without measuring again.
+type raw struct {
+	Rounds, Ports, FrameRounds int
+	Baseline, Args             string
+	Started, Finished          time.Time
+	Machine, Commit            string
+	Samples                    map[int]map[string][]float64
+	Inits                      map[string]map[string][]float64
+	Frames, Delivered          map[string][]float64
+}
+
+func (r *results) raw() raw {
+	return raw{r.opts.rounds, r.opts.ports, r.opts.frames, r.opts.baseline, r.args, r.started, r.finished, r.machine, r.commit, r.samples, r.inits, r.frames, r.delivered}
+}
+
+// render reads the raw results of an earlier run and writes the report
+// from them.
+func render(rawFile, out string) error {
+	data, err := os.ReadFile(rawFile)
+	if err != nil {
+		return err
+	}
+	var x raw
+	if err := json.Unmarshal(data, &x); err != nil {
+		return fmt.Errorf("%s: %w", rawFile, err)
+	}
+	r := &results{
+		opts: options{rounds: x.Rounds, ports: x.Ports, frames: x.FrameRounds, baseline: x.Baseline},
+		args: x.Args, started: x.Started, finished: x.Finished, machine: x.Machine, commit: x.Commit,
+		samples: x.Samples, inits: x.Inits, frames: x.Frames, delivered: x.Delivered,
+	}
+	return r.write(out)
+}
+
 func (r *results) write(out string) error {
 	dir := filepath.Dir(out)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(r.raw(), "", "\t")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(strings.TrimSuffix(out, ".md")+".json", append(data, '\n'), 0o644); err != nil {
 		return err
 	}
 	var b strings.Builder
@@ -166,7 +212,7 @@ func (r *results) write(out string) error {
 	if r.opts.baseline != "" {
 		p("; \"before\" rows: the binaries in `%s` (an earlier commit, `-baseline`)", filepath.Base(r.opts.baseline))
 	}
-	p("\n- command: `make bench`, which runs `go run ./test/bench %s` as root (this run: `%s`)\n", "-bin $(BIN_DIR) -tools $(CNI_TOOLS_DIR) -out docs/benchmarks.md", strings.Join(os.Args[1:], " "))
+	p("\n- command: `make bench`, which runs `go run ./test/bench %s` as root (this run: `%s`)\n", "-bin $(BIN_DIR) -tools $(CNI_TOOLS_DIR) -out docs/benchmarks.md", r.args)
 	p("- the host: a hypervisor network namespace whose br0 holds eth0, a veth to a router namespace; \"N VMs\" are N TAPs held open and attached with every guard on (fronts and port policies), as QEMUs would hold them\n\n")
 
 	p("## Targets (issue 13)\n\n| target | ratio | bound | verdict | figures |\n|---|---|---|---|---|\n")
@@ -283,32 +329,70 @@ func (r *results) write(out string) error {
 	return r.plotFrames(filepath.Join(dir, "benchmarks-frames.png"))
 }
 
-// plotScale draws the median cost of each front end and anchor at 10 and
-// at the large scale.
+// plotScale draws the median cost of each front end and its anchors at 10
+// and at the large scale, one panel per front end.
 func (r *results) plotScale(file string) error {
-	p := plot.New()
-	p.Title.Text = "cost of one VM against VMs already attached (medians)"
-	p.X.Label.Text = "attached VMs"
-	p.Y.Label.Text = "ms"
-	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.Legend.Top = true
-	var args []any
-	for _, k := range []string{"hook/shell", "hook/off", "hook/on", "hook/on-before", "helper/qemu", "helper/tb", "helper/tb-before", "cni/bridge", "cni/tb", "cni/tb-before", "cni/noop", "inproc/attach", "inproc/detach"} {
-		var pts plotter.XYs
-		for _, scale := range []int{10, r.opts.ports} {
-			if r.has(scale, k) {
-				pts = append(pts, plotter.XY{X: float64(scale), Y: r.med(scale, k)})
+	panels := []struct {
+		title string
+		keys  []string
+	}{
+		{"-netdev tap, script= (one VM: up, down, close)", []string{"hook/shell", "hook/off", "hook/on", "hook/on-before"}},
+		{"-netdev bridge, helper= (attach, close)", []string{"helper/qemu", "helper/tb", "helper/tb-before"}},
+		{"CNI ADD + DEL, netns mode", []string{"cni/noop", "cni/bridge", "cni/tap", "cni/tb", "cni/tb-before"}},
+		{"in process, and the kernel's share", []string{"inproc/attach", "inproc/detach", "inproc/takeover", "kernel/tapclose", "kernel/vethdel"}},
+	}
+	const rows, cols = 2, 2
+	plots := make([][]*plot.Plot, rows)
+	for i, pn := range panels {
+		p := plot.New()
+		p.Title.Text = pn.title
+		p.X.Label.Text = "VMs attached"
+		p.Y.Label.Text = "ms (median)"
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.Y.Min = 0
+		p.Legend.Top, p.Legend.Left = true, true
+		p.Legend.TextStyle.Font.Size = vg.Points(8)
+		var args []any
+		for _, k := range pn.keys {
+			var pts plotter.XYs
+			for _, scale := range []int{10, r.opts.ports} {
+				if r.has(scale, k) {
+					pts = append(pts, plotter.XY{X: float64(scale), Y: r.med(scale, k)})
+				}
+			}
+			if len(pts) > 0 {
+				args = append(args, labels[k], pts)
 			}
 		}
-		if len(pts) > 0 {
-			args = append(args, labels[k], pts)
+		if err := plotutil.AddLinePoints(p, args...); err != nil {
+			return err
+		}
+		// room above the lines for the legend
+		p.Y.Max *= 1.6
+		if plots[i/cols] == nil {
+			plots[i/cols] = make([]*plot.Plot, cols)
+		}
+		plots[i/cols][i%cols] = p
+	}
+	img := vgimg.New(30*vg.Centimeter, 24*vg.Centimeter)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Centimeter, PadY: vg.Centimeter, PadTop: vg.Millimeter * 3, PadBottom: vg.Millimeter * 3, PadLeft: vg.Millimeter * 3, PadRight: vg.Millimeter * 3}
+	canvases := plot.Align(plots, tiles, dc)
+	for i := range plots {
+		for j := range plots[i] {
+			plots[i][j].Draw(canvases[i][j])
 		}
 	}
-	if err := plotutil.AddLinePoints(p, args...); err != nil {
+	f, err := os.Create(file)
+	if err != nil {
 		return err
 	}
-	return p.Save(22*vg.Centimeter, 18*vg.Centimeter, file)
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // plotFrames draws frames/s per configuration, one group of bars per size.
@@ -339,6 +423,10 @@ func (r *results) plotFrames(file string) error {
 		names = append(names, fmt.Sprintf("%d bytes", size))
 	}
 	p.NominalX(names...)
+	p.X.Min, p.X.Max = -0.7, float64(len(frameSizes))-0.3 // the outer bars whole
+	p.Y.Min = 0
+	p.Y.Max *= 1.35 // room for the legend
+	p.Legend.Left = true
 	return p.Save(18*vg.Centimeter, 12*vg.Centimeter, file)
 }
 
