@@ -34,7 +34,7 @@ INSTALL_ENV = DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' SYSCONFDIR='$(SYSCONFDIR)'
 DEB_DIR     ?= $(CURDIR)/.cache/deb
 DEB_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v//; s/-([0-9]+)-g/+\1.g/; s/-/~/g')
 
-.PHONY: help build install uninstall deb test test-unit deps tools lint bench demo clean
+.PHONY: help build install uninstall deb test test-unit deps tools lint bench bench-go demo clean
 
 help: ## show this help
 	@echo "tapbridge: QEMU VMs on the LAN through a Linux bridge"
@@ -89,7 +89,12 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
 
-bench: deps build tools ## benchmarks: attach cost, CNI ADD+DEL vs the upstream bridge plugin, policy at 1000 ports
+bench: deps build tools ## docs/benchmarks.md and its plots: hooks, helper, CNI and frames/s side by side with their anchors
+	GOBIN=$(CNI_TOOLS_DIR) CGO_ENABLED=0 $(GO) install github.com/containernetworking/plugins/plugins/main/tap@$(PLUGINS_VERSION)
+	GOBIN=$(CNI_TOOLS_DIR) CGO_ENABLED=0 $(GO) install github.com/containernetworking/cni/plugins/test/noop@$(CNI_VERSION)
+	$(GO) run ./test/bench -bin $(BIN_DIR) -tools $(CNI_TOOLS_DIR) -out docs/benchmarks.md $(BENCH_FLAGS)
+
+bench-go: deps build tools ## the packages' Go benchmarks (go test -bench): attach cost, policy at 1000 ports, data path
 	$(TEST_ENV) $(GO) test -count=1 -run '^$$' -bench . -benchtime 200x -timeout 30m ./...
 
 demo: deps build ## a sandboxed LAN (netns router with dnsmasq), a QEMU VM attached through tapbridge getting its own address

@@ -19,11 +19,11 @@ func gcCommand() command {
 		help: `Removes the nftables policy (set elements) of every VM port that is gone or
 no longer on a bridge. They are left behind when a port vanishes without a
 CNI DEL or a qemu-ifdown: the TAP of an unprivileged QEMU (-netdev bridge
-runs no down script; the next bridge helper run also cleans up) or of a QEMU
-killed with SIGKILL. It also removes every CNI attachment whose sandbox
-network namespace is gone (its host links, port policy, IPAM lease and
-record), which runtimes that never send DEL leave behind: ctr run -d --cni.
-Idempotent; safe to run from a timer.
+runs no down script; a later helper run that gets the same tap name takes the
+port over) or of a QEMU killed with SIGKILL. It also removes every CNI
+attachment whose sandbox network namespace is gone (its host links, port
+policy, IPAM lease and record), which runtimes that never send DEL leave
+behind: ctr run -d --cni. Idempotent; safe to run from a timer.
 
 Examples:
   tapbridge gc

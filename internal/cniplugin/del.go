@@ -3,15 +3,17 @@ package cniplugin
 import (
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
+	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/nldump"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
@@ -69,33 +71,71 @@ func cmdDel(args *skel.CmdArgs) error {
 // order the guest is never on the bridge without its policy.
 func teardown(c *config.Conf, rec *record, netnsPath string, inode uint64) error {
 	var errs []error
+	cc := *c
+	cc.Bridge = rec.Bridge
 	if rec.Mode == config.ModeHost {
 		if err := tap.Delete(rec.HostPort); err != nil && !errors.Is(err, tap.ErrNotTAP) {
 			errs = append(errs, err)
 		}
-	} else {
-		grouped := false
-		if netnsPath != "" {
-			err := inSandbox(netnsPath, inode, func() (err error) {
-				grouped, err = deleteSandboxLinks(rec)
-				return err
-			})
-			if err != nil {
-				errs = append(errs, err)
-			}
+		if err := vmport.Detach(&cc, rec.HostPort); err != nil {
+			errs = append(errs, err)
 		}
-		if !grouped {
-			if err := delVeth(rec.HostPort); err != nil {
-				errs = append(errs, err)
-			}
-		}
+		return errors.Join(errs...)
 	}
-	cc := *c
-	cc.Bridge = rec.Bridge
-	if err := vmport.Detach(&cc, rec.HostPort); err != nil {
+	// The host veth goes down and off the bridge first; from then on its
+	// policy may go, so the policy's removal (an nftables commit, which
+	// waits for an RCU grace period) overlaps the deletion of the links
+	// in the sandbox (an unregistration, which waits for more) instead of
+	// following it.
+	if err := releaseHostPort(rec.HostPort); err != nil {
+		return err
+	}
+	grouped := false
+	sandboxDone := make(chan error, 1)
+	go func() {
+		if netnsPath == "" {
+			sandboxDone <- nil
+			return
+		}
+		sandboxDone <- inSandbox(netnsPath, inode, func() (err error) {
+			grouped, err = deleteSandboxLinks(rec)
+			return err
+		})
+	}()
+	detachErr := vmport.Detach(&cc, rec.HostPort)
+	if err := <-sandboxDone; err != nil {
 		errs = append(errs, err)
 	}
+	if !grouped {
+		if err := delVeth(rec.HostPort); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if detachErr != nil {
+		errs = append(errs, detachErr)
+	}
 	return errors.Join(errs...)
+}
+
+// releaseHostPort takes the host veth of a netns-mode attachment down and
+// off its bridge. It does nothing when the link is gone or is not a veth.
+func releaseHostPort(name string) error {
+	l, err := bridge.Link(name)
+	if errors.Is(err, bridge.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, ok := l.(*netlink.Veth); !ok {
+		return nil
+	}
+	if l.Attrs().Flags&net.FlagUp != 0 {
+		if err := netlink.LinkSetDown(l); err != nil && !errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("taking %q down: %w", name, err)
+		}
+	}
+	return bridge.Detach(name)
 }
 
 // deleteSandboxLinks runs in the sandbox: it deletes the attachment's TAP
@@ -120,23 +160,13 @@ func deleteSandboxLinks(rec *record) (grouped bool, err error) {
 			ours = false
 		}
 	}
-	if members == 2 && ours && deleteGroup(g) == nil {
+	if members == 2 && ours && front.DeleteGroup(g) == nil {
 		return true, nil
 	}
 	if err := tap.Delete(rec.TAP); err != nil && !errors.Is(err, tap.ErrNotTAP) {
 		return false, err
 	}
 	return false, nil
-}
-
-// deleteGroup deletes every link of device group g in the current
-// namespace, in one RTM_DELLINK.
-func deleteGroup(g uint32) error {
-	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(g)))
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
 }
 
 // inSandbox runs f inside the namespace at path. It does nothing when the

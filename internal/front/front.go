@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
@@ -108,9 +110,12 @@ func Port(tap string) (netlink.Link, Info, error) {
 // its policy, and only then brings it up.
 //
 // A front left from an earlier TAP of the same name (a QEMU that exited
-// without its down script) is replaced; the front of this very TAP is
-// reused (created is false), so Create is idempotent. On failure nothing
-// new is left.
+// without its down script, or the helper's tap%d, which the kernel hands
+// out again) is rewired to t rather than deleted and made anew (see
+// rewire): deleting a veth pair costs the kernel an unregistration and an
+// RCU barrier, tens of ms on a busy host, on QEMU's critical path. The
+// front of this very TAP is reused (created is false), so Create is
+// idempotent. On failure nothing new is left.
 func Create(t netlink.Link, mtu int) (port netlink.Link, created bool, err error) {
 	ta := t.Attrs()
 	tt, ok := t.(*netlink.Tuntap)
@@ -125,6 +130,12 @@ func Create(t netlink.Link, mtu int) (port netlink.Link, created bool, err error
 				return nil, false, err
 			}
 			return old, false, nil
+		}
+		if i.TAPIndex != ta.Index {
+			if port, err := rewire(old, tt, mtu); err == nil {
+				return port, true, nil
+			}
+			// whatever went wrong, a new front replaces it below
 		}
 		if err := netlink.LinkDel(old); err != nil && !errors.Is(err, unix.ENODEV) {
 			return nil, false, fmt.Errorf("deleting the stale front %q of TAP %q: %w", portName, ta.Name, err)
@@ -179,6 +190,53 @@ func Create(t netlink.Link, mtu int) (port netlink.Link, created bool, err error
 	return port, true, nil
 }
 
+// rewire points the front port of an earlier TAP of the same name at t:
+// the port goes down first (it forwards nothing, and the bridge forgets
+// the addresses it learnt on it, so the new tenant receives none of the
+// old one's frames), the alias names t, the peer's redirect is replaced
+// and t gets its own. The caller enslaves the port, applies the policy of
+// the new VM (which replaces the old one's) and brings it up, as for a new
+// front. The caller must hold the policy lock, so that a Prune that found
+// the front stale cannot delete it once it stands for t.
+func rewire(port netlink.Link, t *netlink.Tuntap, mtu int) (netlink.Link, error) {
+	ta := t.Attrs()
+	portName, peerName := Names(ta.Name)
+	peer, err := bridge.Link(peerName)
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := peer.(*netlink.Veth); !ok || v.Attrs().ParentIndex != port.Attrs().Index {
+		return nil, fmt.Errorf("%q is not the peer of %q", peerName, portName)
+	}
+	if port.Attrs().Flags&net.FlagUp != 0 {
+		if err := netlink.LinkSetDown(port); err != nil {
+			return nil, fmt.Errorf("taking the front %q of an earlier TAP %q down: %w", portName, ta.Name, err)
+		}
+	}
+	alias := Info{TAP: ta.Name, TAPIndex: ta.Index, Persistent: !t.NonPersist}.alias()
+	if err := netlink.LinkSetAlias(port, alias); err != nil {
+		return nil, fmt.Errorf("naming the front %q of TAP %q: %w", portName, ta.Name, err)
+	}
+	if mtu > 0 {
+		for _, l := range []netlink.Link{t, peer} {
+			if l.Attrs().MTU != mtu {
+				if err := netlink.LinkSetMTU(l, mtu); err != nil {
+					return nil, fmt.Errorf("setting MTU of %q to %d: %w", l.Attrs().Name, mtu, err)
+				}
+			}
+		}
+	}
+	// The peer's ingress qdisc goes with its redirect to the earlier TAP.
+	q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: peer.Attrs().Index, Handle: ingressParent, Parent: netlink.HANDLE_INGRESS}}
+	if err := netlink.QdiscDel(q); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+		return nil, fmt.Errorf("removing the redirect of %q to an earlier TAP %q: %w", peerName, ta.Name, err)
+	}
+	if _, err := join(t, portName, peerName); err != nil {
+		return nil, err
+	}
+	return bridge.Link(portName)
+}
+
 // join redirects the TAP and the peer to each other and brings both up.
 func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
 	port, err := bridge.Link(portName)
@@ -196,6 +254,22 @@ func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
 	}
 	if err := Redirect(peer, t); err != nil {
 		return nil, err
+	}
+	// One device group for the port, the peer and a TAP that QEMU (or the
+	// helper) made, which goes with its last descriptor anyway: Delete
+	// removes them in one kernel operation. A persistent TAP is not the
+	// front's to delete.
+	g := Group(port)
+	members := []netlink.Link{port, peer}
+	if tt, ok := t.(*netlink.Tuntap); ok && tt.NonPersist {
+		members = append(members, t)
+	}
+	for _, l := range members {
+		if l.Attrs().Group != g {
+			if err := netlink.LinkSetGroup(l, int(g)); err != nil {
+				return nil, fmt.Errorf("setting the device group of %q: %w", l.Attrs().Name, err)
+			}
+		}
 	}
 	return port, upAll(t, peerName)
 }
@@ -246,21 +320,88 @@ func Check(t netlink.Link) (netlink.Link, error) {
 	return port, joined(t, peerName)
 }
 
-// Delete removes tap's front (the peer goes with the port). It succeeds
-// when there is none, and leaves alone a link of that name that is not
-// tap's front.
+// Delete removes tap's front (the peer goes with the port) and, when QEMU
+// or the helper made the TAP (it is not persistent), the TAP with it: all
+// in one kernel operation, the deletion of the front's device group. Each
+// deletion costs the kernel an unregistration with its RCU grace periods
+// (tens of ms on a busy host), so one for the three instead of one for the
+// front and another when QEMU closes the TAP right after its down script
+// is most of what qemu-ifdown can save. It succeeds when there is no
+// front, and leaves alone a link of that name that is not tap's front.
 func Delete(tap string) error {
+	return DeleteWhile(tap, func() error { return nil })
+}
+
+// DeleteWhile is Delete that runs f on the calling thread while the kernel
+// deletes the front: vmport removes the port's policy meanwhile (an
+// nftables commit, which waits for a grace period of its own), once the
+// port has left its bridge. f runs also when there is no front. The
+// deletion is sent from a socket opened on the calling thread, so it acts
+// in the calling thread's network namespace whichever thread sends it.
+func DeleteWhile(tap string, f func() error) error {
 	port, _, err := Port(tap)
 	if errors.Is(err, bridge.ErrNotFound) {
-		return nil
+		return f()
 	}
 	if err != nil {
 		return err
 	}
-	if err := netlink.LinkDel(port); err != nil && !errors.Is(err, unix.ENODEV) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
 		return fmt.Errorf("deleting the front %q of TAP %q: %w", port.Attrs().Name, tap, err)
 	}
-	return nil
+	defer h.Close()
+	var group *nl.NetlinkSocket
+	if g := Group(port); port.Attrs().Group == g {
+		if group, err = nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE); err != nil {
+			group = nil // the port alone, below
+		} else {
+			defer group.Close()
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		if group != nil && deleteGroupWith(group, Group(port)) == nil {
+			done <- nil
+			return
+		}
+		if err := h.LinkDel(port); err != nil && !errors.Is(err, unix.ENODEV) {
+			done <- fmt.Errorf("deleting the front %q of TAP %q: %w", port.Attrs().Name, tap, err)
+			return
+		}
+		done <- nil
+	}()
+	ferr := f()
+	return errors.Join(<-done, ferr)
+}
+
+// groupBase marks the device groups of fronts: between 2^29 and 2^30-1,
+// apart from the CNI plugin's (2^30 and up) and from groups in common use.
+const groupBase = 1 << 29
+
+// Group is the device group of the front whose port is port (and of its
+// peer and a non-persistent TAP): derived from the port's ifindex, so no
+// two live fronts share one.
+func Group(port netlink.Link) uint32 {
+	return groupBase | uint32(port.Attrs().Index)&(groupBase-1)
+}
+
+// DeleteGroup deletes every link of device group g in the calling thread's
+// network namespace in one RTM_DELLINK, so the kernel unregisters them in
+// one batch.
+func DeleteGroup(g uint32) error { return deleteGroupWith(nil, g) }
+
+// deleteGroupWith is DeleteGroup through the socket s (nil: a socket of
+// the calling thread's namespace).
+func deleteGroupWith(s *nl.NetlinkSocket, g uint32) error {
+	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+	if s != nil {
+		req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}
+	}
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(g)))
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
 }
 
 // DisableIPv6 keeps the kernel from giving the link a link-local address

@@ -49,14 +49,26 @@ func TestCreateCheckDelete(t *testing.T) {
 		if again, created, err := Create(tl, 9000); err != nil || created || again.Attrs().Index != a.Index {
 			t.Errorf("second Create = %v, %v, %v; want the same port", again.Attrs().Index, created, err)
 		}
-		// A new TAP of the same name replaces the old front.
+		// A new TAP of the same name gets the old front, rewired to it and
+		// down (so it forwards nothing before its new policy), not a new
+		// one: deleting a veth pair is the slow part of a detach.
+		if err := netlink.LinkSetUp(port); err != nil {
+			t.Fatal(err)
+		}
 		_ = tap.Delete("tap0")
 		tl, _ = tap.Create("tap0", tap.DefaultOptions)
 		if _, err := Check(tl); err == nil || !strings.Contains(err.Error(), "stands for an earlier TAP") {
 			t.Errorf("Check against a new TAP = %v", err)
 		}
-		if again, created, err := Create(tl, 9000); err != nil || !created || again.Attrs().Index == a.Index {
-			t.Errorf("Create for a new TAP = %v, %v; want a new front", created, err)
+		again, created, err := Create(tl, 9000)
+		if err != nil || !created || again.Attrs().Index != a.Index || again.Attrs().Flags&net.FlagUp != 0 {
+			t.Errorf("Create for a new TAP = %v, %v, ifindex %d (was %d), flags %v; want the old front rewired, down", created, err, again.Attrs().Index, a.Index, again.Attrs().Flags)
+		}
+		if _, err := Check(tl); err != nil {
+			t.Errorf("Check after rewiring = %v", err)
+		}
+		if i, ok := Of(again); !ok || i.TAPIndex != tl.Attrs().Index {
+			t.Errorf("alias of the rewired front = %q, want the new TAP's ifindex %d", again.Attrs().Alias, tl.Attrs().Index)
 		}
 		if err := Delete("tap0"); err != nil {
 			t.Fatal(err)
@@ -66,8 +78,49 @@ func TestCreateCheckDelete(t *testing.T) {
 				t.Errorf("%s after Delete: %v", n, err)
 			}
 		}
+		if _, err := bridge.Link("tap0"); err != nil {
+			t.Errorf("the persistent tap0 after Delete: %v; want it left alone", err)
+		}
 		if err := Delete("tap0"); err != nil {
 			t.Errorf("second Delete = %v", err)
+		}
+	})
+}
+
+// The front of a TAP that QEMU made (not persistent: it goes with QEMU's
+// descriptor anyway) is deleted with the TAP, in one kernel operation; a
+// link of the same device group that is no part of it stays.
+func TestDeleteTakesQEMUsTAPAlong(t *testing.T) {
+	nstest.Run(t, func() {
+		f, name, err := tap.Open("vm0", tap.DefaultOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		tl, err := bridge.Link(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		port, _, err := Create(tl, 1500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := Group(port)
+		if g < 1<<29 || g >= 1<<30 {
+			t.Errorf("Group = %#x, want between 2^29 and 2^30-1", g)
+		}
+		for _, n := range []string{port.Attrs().Name, "tbw" + port.Attrs().Name[3:], "vm0"} {
+			if l, err := bridge.Link(n); err != nil || l.Attrs().Group != g {
+				t.Errorf("%s: group %v, %v; want %#x", n, l, err, g)
+			}
+		}
+		if err := Delete("vm0"); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{port.Attrs().Name, "tbw" + port.Attrs().Name[3:], "vm0"} {
+			if _, err := bridge.Link(n); !errors.Is(err, bridge.ErrNotFound) {
+				t.Errorf("%s after Delete: %v; want it gone", n, err)
+			}
 		}
 	})
 }

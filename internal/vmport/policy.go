@@ -55,13 +55,9 @@ func Spec(c *config.Conf, p Port) (policy.Spec, error) {
 func orTrue(b *bool) bool { return b == nil || *b }
 
 // applyPolicy programs spec (from Spec) on the port, which is already a
-// port of its bridge.
+// port of its bridge. The caller holds the policy lock (Attach takes it
+// before it makes or rewires the front).
 func applyPolicy(c *config.Conf, port string, spec policy.Spec) error {
-	lk, err := state.LockPolicy()
-	if err != nil {
-		return err
-	}
-	defer lk.Unlock()
 	if err := policy.Apply(port, spec); err != nil {
 		if errors.Is(err, policy.ErrVLANUnsupported) {
 			return fmt.Errorf("port %q: %w", port, config.FieldError("vlan", err, "%d", c.VLAN))

@@ -8,11 +8,13 @@ import (
 	"os"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/failpoint"
 	"github.com/tapbridge/tapbridge/internal/front"
+	"github.com/tapbridge/tapbridge/internal/policy"
 	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/uplink"
 )
@@ -104,6 +106,16 @@ func Attach(c *config.Conf, p Port) error {
 		undoBridge()
 		return err
 	}
+	// The policy lock is held from before the front is made (or the front
+	// of an earlier TAP of the same name rewired, see front.Create) until
+	// the port's policy is in place: a Prune, which holds it, never finds
+	// the front stale and deletes it once it stands for this TAP.
+	plk, err := state.LockPolicy()
+	if err != nil {
+		undoBridge()
+		return err
+	}
+	defer plk.Unlock()
 	undoFront := func() {}
 	if _, isTAP := link.(*netlink.Tuntap); isTAP {
 		var created bool
@@ -117,11 +129,20 @@ func Attach(c *config.Conf, p Port) error {
 	}
 	port := link.Attrs().Name
 	fail := func(err error) error {
-		_ = removePolicy(port)
+		_ = policy.Remove(port) // under the policy lock
 		bridge.Restore(link)
 		undoFront()
 		undoBridge()
 		return err
+	}
+	if m := link.Attrs().MasterIndex; m != 0 && m != br.Attrs().Index {
+		// a rewired front that was a port of another bridge
+		if _, isVeth := link.(*netlink.Veth); isVeth && port != p.Name {
+			if err := netlink.LinkSetNoMaster(link); err != nil {
+				return fail(fmt.Errorf("releasing %q from its earlier bridge: %w", port, err))
+			}
+			link.Attrs().MasterIndex = 0
+		}
 	}
 	if err := bridge.Attach(link, br, true); err != nil {
 		return fail(err)
@@ -157,11 +178,21 @@ func Detach(c *config.Conf, name string) error {
 	fp, _, err := front.Port(name)
 	switch {
 	case err == nil:
-		if err := front.Delete(name); err != nil {
+		// Down and off the bridge first; then the front's deletion (an
+		// unregistration, which waits for RCU grace periods) and the
+		// policy's removal (an nftables commit, which waits for one too)
+		// overlap instead of adding up.
+		port := fp.Attrs().Name
+		if fp.Attrs().Flags&net.FlagUp != 0 {
+			if err := netlink.LinkSetDown(fp); err != nil && !errors.Is(err, unix.ENODEV) {
+				return fmt.Errorf("taking %q down: %w", port, err)
+			}
+		}
+		if err := bridge.Detach(port); err != nil {
 			return err
 		}
 		failpoint.Hit("detach:unbridged") // off the bridge, policy still there
-		return removePolicy(fp.Attrs().Name)
+		return front.DeleteWhile(name, func() error { return removePolicy(port) })
 	case !errors.Is(err, bridge.ErrNotFound):
 		return err
 	}

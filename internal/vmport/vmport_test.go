@@ -3,6 +3,7 @@ package vmport
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 
@@ -137,6 +138,52 @@ func TestPruneRemovesPoliciesOfVanishedPorts(t *testing.T) {
 		}
 		if pruned, err := Prune(); err != nil || len(pruned) != 0 {
 			t.Fatalf("second Prune = %v, %v", pruned, err)
+		}
+	})
+}
+
+// A TAP that gets the name of one that vanished without a Detach (the
+// helper's tap%d, a QEMU killed with SIGKILL) takes over its front: the
+// same port, rewired to the new TAP, with the new VM's policy, up, and
+// nothing else left of the old one.
+func TestAttachTakesOverTheFrontOfAVanishedTAP(t *testing.T) {
+	nstest.Run(t, func() {
+		c := &config.Conf{MACSpoofCheck: true}
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tap.Create("tap0", tap.DefaultOptions); err != nil {
+			t.Fatal(err)
+		}
+		if err := Attach(c, Port{Name: "tap0", GuestMAC: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 1}}); err != nil {
+			t.Fatal(err)
+		}
+		old, err := bridge.Link("tbv5169db6302")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = tap.Delete("tap0") // gone without a Detach
+		if _, err := tap.Create("tap0", tap.DefaultOptions); err != nil {
+			t.Fatal(err)
+		}
+		if err := Attach(c, Port{Name: "tap0", GuestMAC: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 2}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := Check(c, "tap0"); err != nil {
+			t.Errorf("Check after the takeover: %v", err)
+		}
+		now, err := bridge.Link("tbv5169db6302")
+		if err != nil || now.Attrs().Index != old.Attrs().Index {
+			t.Errorf("front after the takeover: %v, ifindex %v; want the old one, %d", err, now, old.Attrs().Index)
+		}
+		if ports, err := policy.Ports(); err != nil || len(ports) != 1 || ports[0] != "tbv5169db6302" {
+			t.Errorf("policies = %v, %v; want [tbv5169db6302]", ports, err)
+		}
+		if err := Detach(c, "tap0"); err != nil {
+			t.Fatal(err)
+		}
+		if pruned, err := Prune(); err != nil || len(pruned) != 0 {
+			t.Errorf("Prune after Detach = %v, %v; want nothing", pruned, err)
 		}
 	})
 }
