@@ -5,18 +5,15 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/mac"
 	"github.com/tapbridge/tapbridge/internal/nldump"
 )
-
-// ErrNotFound matches a link that does not exist.
-var ErrNotFound = errors.New("no such interface")
 
 // MaxPorts is how many ports the kernel lets a bridge have.
 const MaxPorts = 1023
@@ -37,23 +34,10 @@ type Spec struct {
 	MTU int
 }
 
-// Link returns the link called name, or an error matching ErrNotFound.
-func Link(name string) (netlink.Link, error) {
-	l, err := netlinksafe.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
-			return nil, fmt.Errorf("%q: %w", name, ErrNotFound)
-		}
-		return nil, fmt.Errorf("looking up %q: %w", name, err)
-	}
-	return l, nil
-}
-
-// Get returns the bridge called name, or an error matching ErrNotFound or
+// Get returns the bridge called name, or an error matching link.ErrNotFound or
 // ErrNotBridge.
 func Get(name string) (*netlink.Bridge, error) {
-	l, err := Link(name)
+	l, err := link.Get(name)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +64,7 @@ func Ensure(s Spec) (br *netlink.Bridge, created bool, err error) {
 		}
 		return br, false, nil
 	}
-	if !errors.Is(err, ErrNotFound) {
+	if !errors.Is(err, link.ErrNotFound) {
 		return nil, false, err
 	}
 	hw := s.MAC
@@ -113,7 +97,7 @@ func Ensure(s Spec) (br *netlink.Bridge, created bool, err error) {
 // Delete removes the bridge name. It succeeds if the bridge is already gone.
 func Delete(name string) error {
 	br, err := Get(name)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, link.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -185,7 +169,7 @@ func Restore(port netlink.Link) { restore(port) }
 
 func restore(port netlink.Link) {
 	a := port.Attrs()
-	cur, err := Link(a.Name)
+	cur, err := link.Get(a.Name)
 	if err != nil {
 		return
 	}
@@ -207,8 +191,8 @@ func restore(port netlink.Link) {
 // Detach releases port from its bridge. It succeeds if the port is gone or
 // not enslaved.
 func Detach(name string) error {
-	l, err := Link(name)
-	if errors.Is(err, ErrNotFound) {
+	l, err := link.Get(name)
+	if errors.Is(err, link.ErrNotFound) {
 		return nil
 	}
 	if err != nil {

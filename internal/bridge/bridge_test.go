@@ -5,6 +5,7 @@ import (
 	"net"
 	"testing"
 
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/nstest"
 
 	"github.com/vishvananda/netlink"
@@ -30,14 +31,14 @@ func TestEnsureCreatesWithMACAndMTU(t *testing.T) {
 		if err := netlink.LinkAdd(port); err != nil {
 			t.Fatal(err)
 		}
-		l, _ := Link("vm0")
+		l, _ := link.Get("vm0")
 		if err := Attach(l, br, true); err != nil {
 			t.Fatal(err)
 		}
 		if err := Attach(l, br, true); err != nil {
 			t.Fatalf("second Attach: %v", err)
 		}
-		l, _ = Link("vm0")
+		l, _ = link.Get("vm0")
 		br2, _ := Get("br0")
 		if l.Attrs().MTU != 9000 || l.Attrs().HardwareAddr[0] != 0xFE || l.Attrs().MasterIndex != br.Attrs().Index {
 			t.Errorf("port: MTU %d MAC %s master %d", l.Attrs().MTU, l.Attrs().HardwareAddr, l.Attrs().MasterIndex)

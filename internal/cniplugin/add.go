@@ -19,6 +19,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/failpoint"
 	"github.com/tapbridge/tapbridge/internal/front"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/mac"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
@@ -116,11 +117,11 @@ func preflight(rec *record) error {
 
 // notExists fails with ErrExists when the link name exists.
 func notExists(rec *record, where, name string) error {
-	_, err := bridge.Link(name)
+	_, err := link.Get(name)
 	switch {
 	case err == nil:
 		return cniErr(ErrExists, "%s %q already exists (container %q, interface %q still attached? run DEL first)", where, name, rec.ContainerID, rec.IfName)
-	case errors.Is(err, bridge.ErrNotFound):
+	case errors.Is(err, link.ErrNotFound):
 		return nil
 	}
 	return asCNI(err, ErrLink)
@@ -157,7 +158,7 @@ func add(c *config.Conf, args *skel.CmdArgs, rec *record, sandbox ns.NetNS, gm n
 
 	port := vmport.Port{Name: rec.HostPort, GuestMAC: gm, GuestIPs: guestIPs}
 	br, err := bridge.Get(c.Bridge)
-	bridgeExisted := !errors.Is(err, bridge.ErrNotFound)
+	bridgeExisted := !errors.Is(err, link.ErrNotFound)
 	// The veth is made with the bridge's MTU when the bridge exists, so
 	// that attaching it changes nothing.
 	mtu := c.MTU
@@ -187,7 +188,7 @@ func add(c *config.Conf, args *skel.CmdArgs, rec *record, sandbox ns.NetNS, gm n
 	failpoint.Hit("cni-add:attached")
 
 	// The bridge port now has the bridge's MTU (and a 0xFE MAC).
-	hostPort, err := bridge.Link(rec.HostPort)
+	hostPort, err := link.Get(rec.HostPort)
 	if err != nil {
 		return nil, asCNI(err, ErrLink)
 	}
@@ -195,7 +196,7 @@ func add(c *config.Conf, args *skel.CmdArgs, rec *record, sandbox ns.NetNS, gm n
 	if c.Mode == config.ModeHost {
 		// The TAP joins the bridge through its front (package front).
 		tapLink = hostPort
-		if hostPort, err = bridge.Link(vmport.BridgePort(rec.TAP)); err != nil {
+		if hostPort, err = link.Get(vmport.BridgePort(rec.TAP)); err != nil {
 			return nil, asCNI(err, ErrLink)
 		}
 	} else {
@@ -242,8 +243,8 @@ func addVeth(rec *record, sandbox ns.NetNS, mtu int) error {
 // delVeth deletes the host end of the plugin's veth (and so its peer). It
 // succeeds when the link is gone and leaves anything but a veth alone.
 func delVeth(name string) error {
-	l, err := bridge.Link(name)
-	if errors.Is(err, bridge.ErrNotFound) {
+	l, err := link.Get(name)
+	if errors.Is(err, link.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -265,7 +266,7 @@ func setupSandbox(c *config.Conf, rec *record, mtu int) (t netlink.Link, made bo
 	if err := notExists(rec, "interface in CNI_NETNS", rec.TAP); err != nil {
 		return nil, false, err
 	}
-	peer, err := bridge.Link(rec.Peer)
+	peer, err := link.Get(rec.Peer)
 	if err != nil {
 		return nil, false, fmt.Errorf("veth peer in CNI_NETNS: %w", err)
 	}

@@ -11,9 +11,9 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
-	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/front"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
 )
@@ -87,7 +87,7 @@ func checkLinks(c *config.Conf, rec *record, netnsPath string) error {
 	if rec.Mode == config.ModeHost {
 		return checkTAP(c, rec.TAP, mtu)
 	}
-	hostPort, err := bridge.Link(rec.HostPort)
+	hostPort, err := link.Get(rec.HostPort)
 	if err != nil {
 		return fmt.Errorf("host port: %w", err)
 	}
@@ -103,7 +103,7 @@ func checkLinks(c *config.Conf, rec *record, netnsPath string) error {
 		if err := checkTAP(c, rec.TAP, mtu); err != nil {
 			return err
 		}
-		l, err := bridge.Link(rec.Peer)
+		l, err := link.Get(rec.Peer)
 		if err != nil {
 			return fmt.Errorf("veth peer in CNI_NETNS: %w", err)
 		}
@@ -117,7 +117,7 @@ func checkLinks(c *config.Conf, rec *record, netnsPath string) error {
 		if err := checkUp("veth peer", peer, mtu, c.Bridge); err != nil {
 			return err
 		}
-		t, err := bridge.Link(rec.TAP)
+		t, err := link.Get(rec.TAP)
 		if err != nil {
 			return err
 		}
@@ -143,7 +143,7 @@ func checkTAP(c *config.Conf, name string, mtu int) error {
 	case info.MultiQueue != c.MultiQueue:
 		return fmt.Errorf("TAP %q has multi_queue %t, want %t (\"multiQueue\")", name, info.MultiQueue, c.MultiQueue)
 	}
-	l, err := bridge.Link(name)
+	l, err := link.Get(name)
 	if err != nil {
 		return err
 	}

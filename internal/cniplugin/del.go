@@ -14,6 +14,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/front"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/nldump"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
@@ -120,8 +121,8 @@ func teardown(c *config.Conf, rec *record, netnsPath string, inode uint64) error
 // releaseHostPort takes the host veth of a netns-mode attachment down and
 // off its bridge. It does nothing when the link is gone or is not a veth.
 func releaseHostPort(name string) error {
-	l, err := bridge.Link(name)
-	if errors.Is(err, bridge.ErrNotFound) {
+	l, err := link.Get(name)
+	if errors.Is(err, link.ErrNotFound) {
 		return nil
 	}
 	if err != nil {

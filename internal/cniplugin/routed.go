@@ -8,6 +8,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/routed"
 )
 
@@ -47,7 +48,7 @@ func routedIPAM(r *types100.Result) *types100.Result {
 // for a routed attachment its host port's.
 func portMTU(c *config.Conf, hostPort string) (int, error) {
 	if c.Routed {
-		l, err := bridge.Link(hostPort)
+		l, err := link.Get(hostPort)
 		if err != nil {
 			return 0, err
 		}

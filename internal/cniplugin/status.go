@@ -9,6 +9,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/link"
 )
 
 // cmdStatus reports whether the plugin can serve ADDs: error 50 (plugin not
@@ -20,7 +21,7 @@ func cmdStatus(args *skel.CmdArgs) error {
 	}
 	br, err := bridge.Get(c.Bridge)
 	switch {
-	case errors.Is(err, bridge.ErrNotFound):
+	case errors.Is(err, link.ErrNotFound):
 		return cniErr(types.ErrPluginNotAvailable, "bridge %q does not exist (run 'tapbridge up --bridge %s%s')", c.Bridge, c.Bridge, uplinkFlag(c.Uplink))
 	case errors.Is(err, bridge.ErrNotBridge):
 		return cniErr(types.ErrPluginNotAvailable, "%v", err)
@@ -30,7 +31,7 @@ func cmdStatus(args *skel.CmdArgs) error {
 		return cniErr(types.ErrPluginNotAvailable, "bridge %q is down", c.Bridge)
 	}
 	if c.Uplink != "" {
-		up, err := bridge.Link(c.Uplink)
+		up, err := link.Get(c.Uplink)
 		if err != nil {
 			return cniErr(types.ErrPluginNotAvailable, "uplink: %v", err)
 		}

@@ -14,7 +14,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/mac"
 	"github.com/tapbridge/tapbridge/internal/sysctl"
 )
@@ -87,11 +87,11 @@ func Of(port netlink.Link) (i Info, ok bool) {
 }
 
 // Port returns the port of tap's front, or an error matching
-// bridge.ErrNotFound when there is none. A link that has the name but is
+// link.ErrNotFound when there is none. A link that has the name but is
 // not tap's front fails with ErrNotFront.
 func Port(tap string) (netlink.Link, Info, error) {
 	name, _ := Names(tap)
-	l, err := bridge.Link(name)
+	l, err := link.Get(name)
 	if err != nil {
 		return nil, Info{}, err
 	}
@@ -144,14 +144,14 @@ func Create(t netlink.Link, mtu int) (port netlink.Link, created bool, err error
 		// A veth of this name without an alias is a front that a killed
 		// run made but never named (the alias is set after the link
 		// exists); anything else is not ours to replace.
-		l, lerr := bridge.Link(portName)
+		l, lerr := link.Get(portName)
 		if _, isVeth := l.(*netlink.Veth); lerr != nil || !isVeth || l.Attrs().Alias != "" {
 			return nil, false, err
 		}
 		if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 			return nil, false, fmt.Errorf("deleting the unfinished front %q of TAP %q: %w", portName, ta.Name, err)
 		}
-	} else if !errors.Is(err, bridge.ErrNotFound) {
+	} else if !errors.Is(err, link.ErrNotFound) {
 		return nil, false, err
 	}
 	if mtu > 0 && ta.MTU != mtu {
@@ -201,7 +201,7 @@ func Create(t netlink.Link, mtu int) (port netlink.Link, created bool, err error
 func rewire(port netlink.Link, t *netlink.Tuntap, mtu int) (netlink.Link, error) {
 	ta := t.Attrs()
 	portName, peerName := Names(ta.Name)
-	peer, err := bridge.Link(peerName)
+	peer, err := link.Get(peerName)
 	if err != nil {
 		return nil, err
 	}
@@ -234,16 +234,16 @@ func rewire(port netlink.Link, t *netlink.Tuntap, mtu int) (netlink.Link, error)
 	if _, err := join(t, portName, peerName); err != nil {
 		return nil, err
 	}
-	return bridge.Link(portName)
+	return link.Get(portName)
 }
 
 // join redirects the TAP and the peer to each other and brings both up.
 func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
-	port, err := bridge.Link(portName)
+	port, err := link.Get(portName)
 	if err != nil {
 		return nil, err
 	}
-	peer, err := bridge.Link(peerName)
+	peer, err := link.Get(peerName)
 	if err != nil {
 		return nil, err
 	}
@@ -276,11 +276,11 @@ func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
 
 // upAll brings the peer and the TAP up.
 func upAll(t netlink.Link, peerName string) error {
-	peer, err := bridge.Link(peerName)
+	peer, err := link.Get(peerName)
 	if err != nil {
 		return err
 	}
-	t, err = bridge.Link(t.Attrs().Name)
+	t, err = link.Get(t.Attrs().Name)
 	if err != nil {
 		return err
 	}
@@ -296,7 +296,7 @@ func upAll(t netlink.Link, peerName string) error {
 
 // joined says whether the TAP and the peer redirect to each other.
 func joined(t netlink.Link, peerName string) error {
-	peer, err := bridge.Link(peerName)
+	peer, err := link.Get(peerName)
 	if err != nil {
 		return err
 	}
@@ -340,7 +340,7 @@ func Delete(tap string) error {
 // in the calling thread's network namespace whichever thread sends it.
 func DeleteWhile(tap string, f func() error) error {
 	port, _, err := Port(tap)
-	if errors.Is(err, bridge.ErrNotFound) {
+	if errors.Is(err, link.ErrNotFound) {
 		return f()
 	}
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/nstest"
 	"github.com/tapbridge/tapbridge/internal/tap"
 )
@@ -39,7 +40,7 @@ func TestCreateCheckDelete(t *testing.T) {
 		if a.Name != "tbv5169db6302" || a.MTU != 9000 || a.HardwareAddr[0] != 0xFE || a.Flags&net.FlagUp != 0 {
 			t.Errorf("port %s: MTU %d MAC %s flags %v; want tbv5169db6302, 9000, fe:..., down", a.Name, a.MTU, a.HardwareAddr, a.Flags)
 		}
-		if tl, _ = bridge.Link("tap0"); tl.Attrs().MTU != 9000 || tl.Attrs().Flags&net.FlagUp == 0 {
+		if tl, _ = link.Get("tap0"); tl.Attrs().MTU != 9000 || tl.Attrs().Flags&net.FlagUp == 0 {
 			t.Errorf("tap0: MTU %d flags %v; want 9000, up", tl.Attrs().MTU, tl.Attrs().Flags)
 		}
 		if _, err := Check(tl); err != nil {
@@ -74,11 +75,11 @@ func TestCreateCheckDelete(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, n := range []string{"tbv5169db6302", "tbw5169db6302"} {
-			if _, err := bridge.Link(n); !errors.Is(err, bridge.ErrNotFound) {
+			if _, err := link.Get(n); !errors.Is(err, link.ErrNotFound) {
 				t.Errorf("%s after Delete: %v", n, err)
 			}
 		}
-		if _, err := bridge.Link("tap0"); err != nil {
+		if _, err := link.Get("tap0"); err != nil {
 			t.Errorf("the persistent tap0 after Delete: %v; want it left alone", err)
 		}
 		if err := Delete("tap0"); err != nil {
@@ -97,7 +98,7 @@ func TestDeleteTakesQEMUsTAPAlong(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		tl, err := bridge.Link(name)
+		tl, err := link.Get(name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +111,7 @@ func TestDeleteTakesQEMUsTAPAlong(t *testing.T) {
 			t.Errorf("Group = %#x, want between 2^29 and 2^30-1", g)
 		}
 		for _, n := range []string{port.Attrs().Name, "tbw" + port.Attrs().Name[3:], "vm0"} {
-			if l, err := bridge.Link(n); err != nil || l.Attrs().Group != g {
+			if l, err := link.Get(n); err != nil || l.Attrs().Group != g {
 				t.Errorf("%s: group %v, %v; want %#x", n, l, err, g)
 			}
 		}
@@ -118,7 +119,7 @@ func TestDeleteTakesQEMUsTAPAlong(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, n := range []string{port.Attrs().Name, "tbw" + port.Attrs().Name[3:], "vm0"} {
-			if _, err := bridge.Link(n); !errors.Is(err, bridge.ErrNotFound) {
+			if _, err := link.Get(n); !errors.Is(err, link.ErrNotFound) {
 				t.Errorf("%s after Delete: %v; want it gone", n, err)
 			}
 		}
@@ -138,7 +139,7 @@ func TestCreateLeavesForeignLinksAlone(t *testing.T) {
 		if err := Delete("tap0"); !errors.Is(err, ErrNotFront) {
 			t.Errorf("Delete of a foreign link = %v, want ErrNotFront", err)
 		}
-		if _, err := bridge.Link("tbv5169db6302"); err != nil {
+		if _, err := link.Get("tbv5169db6302"); err != nil {
 			t.Errorf("the foreign link is gone: %v", err)
 		}
 	})
@@ -161,7 +162,7 @@ func TestStale(t *testing.T) {
 				t.Fatal(err)
 			}
 			files = append(files, f)
-			tl, _ := bridge.Link(n)
+			tl, _ := link.Get(n)
 			if _, _, err := Create(tl, 1500); err != nil {
 				t.Fatal(err)
 			}
@@ -186,11 +187,11 @@ func TestStale(t *testing.T) {
 			t.Errorf("Stale = %v, want [gone:false persisted:true]", got)
 		}
 		for _, n := range []string{"persisted", "tbv" + Names2("gone"), "tbv" + Names2("persisted")} {
-			if _, err := bridge.Link(n); !errors.Is(err, bridge.ErrNotFound) {
+			if _, err := link.Get(n); !errors.Is(err, link.ErrNotFound) {
 				t.Errorf("%s after Remove: %v", n, err)
 			}
 		}
-		if tl, _ := bridge.Link("live"); tl != nil {
+		if tl, _ := link.Get("live"); tl != nil {
 			if _, err := Check(tl); err != nil {
 				t.Errorf("the live TAP's front: %v", err)
 			}
@@ -218,7 +219,7 @@ func TestProblem(t *testing.T) {
 			t.Errorf("Problem(a TAP) = %q", p)
 		}
 		_ = netlink.LinkSetHardwareAddr(port, net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x99})
-		port, _ = bridge.Link(port.Attrs().Name)
+		port, _ = link.Get(port.Attrs().Name)
 		if p := Problem(port); !strings.Contains(p, "has MAC 52:54:00:00:00:99, not the") {
 			t.Errorf("Problem(a front with another MAC) = %q", p)
 		}
@@ -247,8 +248,8 @@ func dataPath(b *testing.B, mode string, size int) {
 	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "sink"}, PeerName: "sinkp"}); err != nil {
 		b.Fatal(err)
 	}
-	sink, _ := bridge.Link("sink")
-	sinkp, _ := bridge.Link("sinkp")
+	sink, _ := link.Get("sink")
+	sinkp, _ := link.Get("sinkp")
 	if err := bridge.Attach(sink, br, true); err != nil {
 		b.Fatal(err)
 	}
@@ -262,7 +263,7 @@ func dataPath(b *testing.B, mode string, size int) {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	tl, _ := bridge.Link(name)
+	tl, _ := link.Get(name)
 	port := tl
 	if mode == "front" {
 		if port, _, err = Create(tl, 1500); err != nil {

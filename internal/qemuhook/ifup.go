@@ -6,9 +6,9 @@ import (
 	"os"
 
 	"github.com/tapbridge/tapbridge/internal/acl"
-	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
 )
@@ -67,13 +67,13 @@ func Ifdown(name string, getenv func(string) string) error {
 	if err := ifname.Validate("TAP", name); err != nil {
 		return fail(err)
 	}
-	link, err := bridge.Link(name)
+	l, err := link.Get(name)
 	switch {
-	case errors.Is(err, bridge.ErrNotFound):
+	case errors.Is(err, link.ErrNotFound):
 	case err != nil:
 		return fail(err)
 	default:
-		if err := tap.Check(link); err != nil {
+		if err := tap.Check(l); err != nil {
 			return fail(err)
 		}
 	}

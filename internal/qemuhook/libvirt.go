@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/libvirt"
+	"github.com/tapbridge/tapbridge/internal/link"
 )
 
 // libvirtDirs are where fromLibvirt looks; a variable so that tests can
@@ -23,7 +23,7 @@ func fromLibvirt(l *loaded, name string, getenv func(string) string) error {
 	if getenv(config.EnvMAC) != "" {
 		return nil // the environment speaks for the VM
 	}
-	link, err := bridge.Link(name)
+	link, err := link.Get(name)
 	if err != nil {
 		return nil // checkTAP says what is wrong
 	}

@@ -9,8 +9,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/libvirt"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/nstest"
 	"github.com/tapbridge/tapbridge/internal/testkit"
 	"github.com/tapbridge/tapbridge/internal/vmport"
@@ -21,7 +21,7 @@ import (
 func libvirtTAP(t *testing.T, name, mac string) {
 	t.Helper()
 	qemuTAP(t, name)
-	l, err := bridge.Link(name)
+	l, err := link.Get(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestIfupFromLibvirt(t *testing.T) {
 				if got := vmport.BridgeOf("vnet1"); got != want {
 					t.Errorf("vnet1 is on bridge %q; want %q", got, want)
 				}
-				port, _ := bridge.Link(vmport.BridgePort("vnet1"))
+				port, _ := link.Get(vmport.BridgePort("vnet1"))
 				pi, err := netlink.LinkGetProtinfo(port)
 				if err != nil {
 					t.Fatal(err)

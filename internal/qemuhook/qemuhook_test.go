@@ -19,6 +19,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/acl"
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/testkit"
 	"github.com/tapbridge/tapbridge/internal/vmport"
@@ -64,11 +65,11 @@ func TestIfupIfdown(t *testing.T) {
 			t.Fatalf("ifup did not create br0: %v", err)
 		}
 		// tap0 stays off the bridge; its front is the port.
-		l, _ := bridge.Link("tap0")
+		l, _ := link.Get("tap0")
 		if a := l.Attrs(); a.MasterIndex != 0 || a.MTU != 9000 {
 			t.Errorf("tap0 after ifup: master %d, MTU %d; want no master, MTU 9000", a.MasterIndex, a.MTU)
 		}
-		l, _ = bridge.Link(vmport.BridgePort("tap0"))
+		l, _ = link.Get(vmport.BridgePort("tap0"))
 		a := l.Attrs()
 		if !strings.HasPrefix(a.Name, "tbv") || a.MasterIndex != br.Attrs().Index || a.MTU != 9000 || a.HardwareAddr[0] != 0xFE || a.Flags&net.FlagUp == 0 {
 			t.Errorf("front of tap0 after ifup: %s master %d (br0 %d), MTU %d, MAC %s, flags %v", a.Name, a.MasterIndex, br.Attrs().Index, a.MTU, a.HardwareAddr, a.Flags)
@@ -83,7 +84,7 @@ func TestIfupIfdown(t *testing.T) {
 		// after the down script) is deleted with its front, in one kernel
 		// operation.
 		for _, n := range []string{"tap0", a.Name} {
-			if _, err := bridge.Link(n); !errors.Is(err, bridge.ErrNotFound) {
+			if _, err := link.Get(n); !errors.Is(err, link.ErrNotFound) {
 				t.Errorf("%s after ifdown: %v; want it gone", n, err)
 			}
 		}
@@ -106,7 +107,7 @@ func TestIfupPerVMBridge(t *testing.T) {
 		if _, err := bridge.Get("br-int"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := bridge.Link("br0"); !errors.Is(err, bridge.ErrNotFound) {
+		if _, err := link.Get("br0"); !errors.Is(err, link.ErrNotFound) {
 			t.Errorf("br0 = %v, want untouched", err)
 		}
 	})
@@ -144,7 +145,7 @@ func TestIfdownRefusesNonTAP(t *testing.T) {
 
 func mustIndex(t *testing.T, name string) int {
 	t.Helper()
-	l, err := bridge.Link(name)
+	l, err := link.Get(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +226,7 @@ func TestIfupFailures(t *testing.T) {
 				if _, _, err := bridge.Ensure(bridge.Spec{Name: "other"}); err != nil {
 					t.Fatal(err)
 				}
-				l, _ := bridge.Link("tap0")
+				l, _ := link.Get("tap0")
 				if err := netlink.LinkSetMasterByIndex(l, mustIndex(t, "other")); err != nil {
 					t.Fatal(err)
 				}
@@ -397,14 +398,14 @@ func TestHelper(t *testing.T) {
 		if err != nil || info.Persistent || !info.VnetHdr {
 			t.Errorf("TAP %s: %+v, %v; want non-persistent with vnet_hdr", name, info, err)
 		}
-		l, _ := bridge.Link(vmport.BridgePort(name))
+		l, _ := link.Get(vmport.BridgePort(name))
 		if a := l.Attrs(); a.Name == name || a.MasterIndex != mustIndex(t, "br0") || a.MTU != 4000 || a.HardwareAddr[0] != 0xFE || a.Flags&net.FlagUp == 0 {
 			t.Errorf("port of TAP %s: %s master %d, MTU %d, MAC %s, flags %v", name, a.Name, a.MasterIndex, a.MTU, a.HardwareAddr, a.Flags)
 		}
 		// The descriptor QEMU received is the TAP: once it is closed (QEMU
 		// exits) the TAP is gone.
 		unix.Close(fd)
-		if _, err := bridge.Link(name); !errors.Is(err, bridge.ErrNotFound) {
+		if _, err := link.Get(name); !errors.Is(err, link.ErrNotFound) {
 			t.Errorf("TAP %s after QEMU closed it: %v", name, err)
 		}
 	})

@@ -5,7 +5,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/link"
 )
 
 // InUse reports whether a process (usually a QEMU) holds the TAP name open,
@@ -24,7 +24,7 @@ import (
 // proves nothing there, and on an up TAP it switches the carrier on for a
 // moment, which gives the TAP an IPv6 link-local address.
 func InUse(name string) (bool, error) {
-	l, err := bridge.Link(name)
+	l, err := link.Get(name)
 	if err != nil {
 		return false, err
 	}

@@ -9,8 +9,8 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
-	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/link"
 )
 
 // NoID means "no owner" or "no group": any process with CAP_NET_ADMIN may
@@ -97,7 +97,7 @@ func Create(name string, o Options) (netlink.Link, error) {
 	}
 	info, err := Inspect(name)
 	exists := err == nil
-	if err != nil && !errors.Is(err, bridge.ErrNotFound) {
+	if err != nil && !errors.Is(err, link.ErrNotFound) {
 		return nil, err
 	}
 	// A leftover TAP (a crashed QEMU's, an earlier run's) is reused when
@@ -129,7 +129,7 @@ func Create(name string, o Options) (netlink.Link, error) {
 		if busy {
 			return nil, fmt.Errorf("TAP %q: %w (is a QEMU still running with it?)", name, ErrBusy)
 		}
-		return bridge.Link(name)
+		return link.Get(name)
 	}
 	f, _, err := open(name, o)
 	if err != nil {
@@ -139,7 +139,7 @@ func Create(name string, o Options) (netlink.Link, error) {
 	if err := unix.IoctlSetInt(int(f.Fd()), unix.TUNSETPERSIST, 1); err != nil {
 		return nil, fmt.Errorf("making TAP %q persistent: %w", name, err)
 	}
-	return bridge.Link(name)
+	return link.Get(name)
 }
 
 // Open creates a non-persistent TAP, which disappears when the last
@@ -157,8 +157,8 @@ func Open(name string, o Options) (*os.File, string, error) {
 // Delete removes the TAP name. It succeeds when the TAP is already gone and
 // refuses to delete anything that is not a TAP.
 func Delete(name string) error {
-	l, err := bridge.Link(name)
-	if errors.Is(err, bridge.ErrNotFound) {
+	l, err := link.Get(name)
+	if errors.Is(err, link.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -183,7 +183,7 @@ type Info struct {
 
 // Inspect returns what the kernel says about the TAP name.
 func Inspect(name string) (Info, error) {
-	l, err := bridge.Link(name)
+	l, err := link.Get(name)
 	if err != nil {
 		return Info{}, err
 	}

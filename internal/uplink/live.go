@@ -14,6 +14,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/failpoint"
 	"github.com/tapbridge/tapbridge/internal/handover"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/nldump"
 	"github.com/tapbridge/tapbridge/internal/state"
 )
@@ -36,8 +37,8 @@ func (j *Journal) identity() (string, error) {
 	if d := j.Host.Differs(live); d != "" {
 		return d, nil
 	}
-	up, err := bridge.Link(j.Uplink)
-	if errors.Is(err, bridge.ErrNotFound) {
+	up, err := link.Get(j.Uplink)
+	if errors.Is(err, link.ErrNotFound) {
 		return fmt.Sprintf("its uplink %q no longer exists", j.Uplink), nil
 	}
 	if err != nil {
@@ -93,7 +94,7 @@ func orNone(s string) string {
 // and the uplink must hold no global address the snapshot lacks (one the
 // admin gave it after tapbridge moved its addresses away).
 func (j *Journal) snapshotMatches() (string, error) {
-	up, err := bridge.Link(j.Uplink)
+	up, err := link.Get(j.Uplink)
 	if err != nil {
 		return "", err
 	}
@@ -106,7 +107,7 @@ func (j *Journal) snapshotMatches() (string, error) {
 		if onBr, err = globalAddrs(br); err != nil {
 			return "", err
 		}
-	} else if !errors.Is(err, bridge.ErrNotFound) {
+	} else if !errors.Is(err, link.ErrNotFound) {
 		return "", err
 	}
 	var diffs []string
@@ -198,12 +199,12 @@ func (j *Journal) restoreLive(o Options) (string, error) {
 	if err := j.save(); err != nil {
 		return "", err
 	}
-	up, err := bridge.Link(j.Uplink)
+	up, err := link.Get(j.Uplink)
 	if err != nil {
 		return "", fmt.Errorf("uplink: %w (the journal %s is kept)", err, journalPath(j.Bridge))
 	}
 	br, err := bridge.Get(j.Bridge)
-	if err != nil && !errors.Is(err, bridge.ErrNotFound) {
+	if err != nil && !errors.Is(err, link.ErrNotFound) {
 		return "", err
 	}
 	var addrs []netlink.Addr

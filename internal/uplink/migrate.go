@@ -11,6 +11,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/failpoint"
+	"github.com/tapbridge/tapbridge/internal/link"
 )
 
 // migrate applies the snapshot onto the bridge, make-before-break. Every
@@ -45,7 +46,7 @@ func (j *Journal) migrate(o Options) error {
 	writeSysctl("ipv4", j.Bridge, "rp_filter", "2")
 	failpoint.Hit("up:bridge")
 
-	upNow, err := bridge.Link(j.Uplink)
+	upNow, err := link.Get(j.Uplink)
 	if err != nil {
 		return fmt.Errorf("uplink: %w", err)
 	}
@@ -87,7 +88,7 @@ func (j *Journal) migrate(o Options) error {
 	o.logf("added %d addresses to %s", len(j.Addrs), j.Bridge)
 	failpoint.Hit("up:addrs")
 
-	up, err := bridge.Link(j.Uplink)
+	up, err := link.Get(j.Uplink)
 	if err != nil {
 		return fmt.Errorf("uplink: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
+	"github.com/tapbridge/tapbridge/internal/link"
 )
 
 // checkBridgeable says why the uplink cannot go into the bridge, or nil. It changes
@@ -45,13 +46,13 @@ func checkBridgeable(o Options, up netlink.Link) error {
 // preflight refuses what cannot work, before anything changes, and takes
 // the snapshot.
 func preflight(o Options) (*Journal, error) {
-	up, err := bridge.Link(o.Uplink)
+	up, err := link.Get(o.Uplink)
 	if err != nil {
 		return nil, missingError{err}
 	}
 	created := false
 	br, err := bridge.Get(o.Bridge)
-	if errors.Is(err, bridge.ErrNotFound) {
+	if errors.Is(err, link.ErrNotFound) {
 		created = true
 	} else if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)

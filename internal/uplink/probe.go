@@ -12,8 +12,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/failpoint"
+	"github.com/tapbridge/tapbridge/internal/link"
 )
 
 // ErrGatewayUnreachable matches a failed gateway probe.
@@ -50,7 +50,7 @@ func (j *Journal) probe(o Options) error {
 		o.logf("no default gateway through %s: probe skipped", j.Uplink)
 		return nil
 	}
-	br, err := bridge.Link(j.Bridge)
+	br, err := link.Get(j.Bridge)
 	if err != nil {
 		return err
 	}

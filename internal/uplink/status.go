@@ -12,6 +12,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/nldump"
 )
 
@@ -76,7 +77,7 @@ func GetStatus(br string) (*Status, error) {
 	}
 	b, err := bridge.Get(br)
 	switch {
-	case errors.Is(err, bridge.ErrNotFound):
+	case errors.Is(err, link.ErrNotFound):
 		if j != nil {
 			s.Problems = append(s.Problems, fmt.Sprintf("journal says %q holds %q but the bridge does not exist", br, j.Uplink))
 		}
@@ -123,7 +124,7 @@ func (j *Journal) liveProblems() []string {
 	if err != nil {
 		return []string{err.Error()}
 	}
-	up, err := bridge.Link(j.Uplink)
+	up, err := link.Get(j.Uplink)
 	if err != nil {
 		return []string{fmt.Sprintf("uplink: %v", err)}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/failpoint"
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/state"
 )
 
@@ -197,7 +198,7 @@ func trusted(o Options, j *Journal) (*Journal, string, error) {
 
 // uplinkInBridge reports whether the uplink is a port of the bridge now.
 func (j *Journal) uplinkInBridge() bool {
-	up, err1 := bridge.Link(j.Uplink)
+	up, err1 := link.Get(j.Uplink)
 	br, err2 := bridge.Get(j.Bridge)
 	return err1 == nil && err2 == nil && up.Attrs().MasterIndex == br.Attrs().Index
 }
@@ -245,7 +246,7 @@ func DownLocked(o Options) (Result, error) {
 		return Result{}, err
 	}
 	if why == "" && j.Phase == phaseUp {
-		if _, err := bridge.Get(j.Bridge); errors.Is(err, bridge.ErrNotFound) {
+		if _, err := bridge.Get(j.Bridge); errors.Is(err, link.ErrNotFound) {
 			why = fmt.Sprintf("bridge %q no longer exists: the migration was undone without tapbridge", j.Bridge)
 		}
 	}
@@ -297,7 +298,7 @@ var sysfs = "/sys/class/net"
 // start the migration. The caller holds the bridge lock.
 func Ensure(o Options) (Result, error) {
 	if j, err := readJournal(o.Bridge); err == nil && j.Phase == phaseUp && j.Uplink == o.Uplink {
-		up, err1 := bridge.Link(o.Uplink)
+		up, err1 := link.Get(o.Uplink)
 		br, err2 := bridge.Get(o.Bridge)
 		if err1 == nil && err2 == nil && up.Attrs().MasterIndex == br.Attrs().Index {
 			return Result{}, nil

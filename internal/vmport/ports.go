@@ -10,6 +10,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/front"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/mac"
 	"github.com/tapbridge/tapbridge/internal/policy"
 	"github.com/tapbridge/tapbridge/internal/routed"
@@ -62,7 +63,7 @@ func Ports(br, uplink string) ([]PortInfo, error) {
 	}
 	for _, n := range names {
 		p := PortInfo{Name: n, Kind: KindRoutedTAP, TAP: n, Guards: []string{"ip"}}
-		if l, err := bridge.Link(n); err == nil {
+		if l, err := link.Get(n); err == nil {
 			p.Owner = owner(l)
 		} else {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("routed port %q is gone: run tapbridge gc", n))
@@ -78,7 +79,7 @@ func describe(l netlink.Link, uplink string) PortInfo {
 	p := PortInfo{Name: a.Name, Kind: KindOther, Guards: []string{}}
 	if info, ok := front.Of(l); ok {
 		p.Kind, p.TAP = KindVMTAP, info.TAP
-		if t, err := bridge.Link(info.TAP); err == nil {
+		if t, err := link.Get(info.TAP); err == nil {
 			p.Owner = owner(t)
 		} else {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("its TAP %q is gone: run tapbridge gc", info.TAP))

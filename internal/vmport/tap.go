@@ -4,11 +4,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/vishvananda/netlink"
-
-	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/tap"
 )
 
@@ -24,24 +22,22 @@ func TAPOptions(c *config.Conf) tap.Options {
 // CheckTAP refuses anything but a TAP that is free or already on br:
 // qemu-ifup run by hand with the uplink's name must not enslave it.
 func CheckTAP(name, br string) error {
-	link, err := bridge.Link(name)
-	if errors.Is(err, bridge.ErrNotFound) {
+	l, err := link.Get(name)
+	if errors.Is(err, link.ErrNotFound) {
 		return fmt.Errorf("TAP %q does not exist (QEMU creates it before it runs the script)", name)
 	}
 	if err != nil {
 		return err
 	}
-	if err := tap.Check(link); err != nil {
+	if err := tap.Check(l); err != nil {
 		return err
 	}
-	if m := link.Attrs().MasterIndex; m != 0 {
-		master, err := netlink.LinkByIndex(m)
-		if err != nil {
-			return fmt.Errorf("looking up the master of %q: %w", name, err)
-		}
-		if master.Attrs().Name != br {
-			return fmt.Errorf("%q is already a port of %q; detach it first", name, master.Attrs().Name)
-		}
+	master, err := link.MasterName(l)
+	if err != nil {
+		return err
+	}
+	if master != "" && master != br {
+		return fmt.Errorf("%q is already a port of %q; detach it first", name, master)
 	}
 	return nil
 }
@@ -82,8 +78,8 @@ func AddTAP(c *config.Conf, name string) (TAPResult, error) {
 	}
 	opts := TAPOptions(c)
 	existed, inUse := false, false
-	switch _, err := bridge.Link(name); {
-	case errors.Is(err, bridge.ErrNotFound):
+	switch _, err := link.Get(name); {
+	case errors.Is(err, link.ErrNotFound):
 		res.Changed = true
 	case err != nil:
 		return res, err
@@ -123,7 +119,7 @@ func AddTAP(c *config.Conf, name string) (TAPResult, error) {
 		return res, err
 	}
 	res.Port = BridgePort(name)
-	if l, err := bridge.Link(res.Port); err == nil {
+	if l, err := link.Get(res.Port); err == nil {
 		res.MTU, res.MAC = l.Attrs().MTU, l.Attrs().HardwareAddr.String()
 	}
 	return res, nil
@@ -137,14 +133,14 @@ func DeleteTAP(c *config.Conf, name string) (TAPResult, error) {
 	if err := ifname.Validate("TAP", name); err != nil {
 		return res, err
 	}
-	link, err := bridge.Link(name)
-	if errors.Is(err, bridge.ErrNotFound) {
+	l, err := link.Get(name)
+	if errors.Is(err, link.ErrNotFound) {
 		return res, Detach(c, name) // leftover policy, if any
 	}
 	if err != nil {
 		return res, err
 	}
-	if err := tap.Check(link); err != nil {
+	if err := tap.Check(l); err != nil {
 		return res, err
 	}
 	if busy, err := tap.InUse(name); err != nil {

@@ -8,8 +8,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 
-	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/nstest"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/testkit"
@@ -51,7 +51,7 @@ func TestAddDeleteTAP(t *testing.T) {
 		if res, err := DeleteTAP(c, "tap1"); err != nil || !res.Changed {
 			t.Fatalf("DeleteTAP = %+v, %v", res, err)
 		}
-		if _, err := bridge.Link("tap1"); !errors.Is(err, bridge.ErrNotFound) {
+		if _, err := link.Get("tap1"); !errors.Is(err, link.ErrNotFound) {
 			t.Errorf("tap1 after delete: %v", err)
 		}
 		if res, err := DeleteTAP(c, "tap1"); err != nil || res.Changed {

@@ -14,6 +14,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/failpoint"
 	"github.com/tapbridge/tapbridge/internal/front"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/policy"
 	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/uplink"
@@ -101,7 +102,7 @@ func Attach(c *config.Conf, p Port) error {
 	if err != nil {
 		return err
 	}
-	link, err := bridge.Link(p.Name)
+	link, err := link.Get(p.Name)
 	if err != nil {
 		undoBridge()
 		return err
@@ -193,7 +194,7 @@ func Detach(c *config.Conf, name string) error {
 		}
 		failpoint.Hit("detach:unbridged") // off the bridge, policy still there
 		return front.DeleteWhile(name, func() error { return removePolicy(port) })
-	case !errors.Is(err, bridge.ErrNotFound):
+	case !errors.Is(err, link.ErrNotFound):
 		return err
 	}
 	// A veth's host end, or a TAP attached by an older tapbridge directly;
@@ -221,15 +222,12 @@ func BridgePort(name string) string {
 // BridgeOf returns the name of the bridge that the port standing for name
 // (BridgePort) is on, or "" when it is on none or gone.
 func BridgeOf(name string) string {
-	l, err := bridge.Link(BridgePort(name))
-	if err != nil || l.Attrs().MasterIndex == 0 {
-		return ""
-	}
-	m, err := netlink.LinkByIndex(l.Attrs().MasterIndex)
+	l, err := link.Get(BridgePort(name))
 	if err != nil {
 		return ""
 	}
-	return m.Attrs().Name
+	master, _ := link.MasterName(l)
+	return master
 }
 
 // Check verifies that the port is up on the configured bridge with the
@@ -242,7 +240,7 @@ func Check(c *config.Conf, name string) error {
 	if err != nil {
 		return err
 	}
-	l, err := bridge.Link(name)
+	l, err := link.Get(name)
 	if err != nil {
 		return err
 	}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/tap"
 )
 
@@ -32,14 +32,14 @@ func TestAttachDetach(t *testing.T) {
 		if err := Check(c, "tap0"); err != nil {
 			t.Fatalf("Check after Attach: %v", err)
 		}
-		l, _ := bridge.Link(BridgePort("tap0"))
+		l, _ := link.Get(BridgePort("tap0"))
 		if l.Attrs().Name != "tbv5169db6302" || l.Attrs().MTU != 9000 || l.Attrs().HardwareAddr[0] != 0xFE {
 			t.Errorf("port of tap0: %s MTU %d MAC %s; want tbv5169db6302, 9000, fe:...", l.Attrs().Name, l.Attrs().MTU, l.Attrs().HardwareAddr)
 		}
 		if err := Detach(c, "tap0"); err != nil {
 			t.Fatal(err)
 		}
-		if err := Check(c, "tap0"); err == nil || !errors.Is(err, bridge.ErrNotFound) {
+		if err := Check(c, "tap0"); err == nil || !errors.Is(err, link.ErrNotFound) {
 			t.Fatalf("Check after Detach = %v; want its front gone", err)
 		}
 		_ = tap.Delete("tap0")
@@ -57,14 +57,14 @@ func TestAttachToNonBridgeChangesNothing(t *testing.T) {
 		if _, err := tap.Create("tap0", tap.DefaultOptions); err != nil {
 			t.Fatal(err)
 		}
-		before, _ := bridge.Link("tap0")
+		before, _ := link.Get("tap0")
 		c := &config.Conf{}
 		_ = c.Validate()
 		err := Attach(c, Port{Name: "tap0"})
 		if err == nil || !strings.Contains(err.Error(), `bridge "br0" exists and is not a bridge`) {
 			t.Fatalf("Attach = %v", err)
 		}
-		after, _ := bridge.Link("tap0")
+		after, _ := link.Get("tap0")
 		if after.Attrs().MasterIndex != 0 || after.Attrs().MTU != before.Attrs().MTU || after.Attrs().HardwareAddr.String() != before.Attrs().HardwareAddr.String() {
 			t.Errorf("tap0 changed by a failed Attach")
 		}
@@ -133,7 +133,7 @@ func TestPruneRemovesPoliciesOfVanishedPorts(t *testing.T) {
 		if len(left) != 1 || left[0] != BridgePort("tap1") {
 			t.Fatalf("policies left: %v, want [%s] (tap1's front)", left, BridgePort("tap1"))
 		}
-		if _, err := bridge.Link("tbv5169db6302"); !errors.Is(err, bridge.ErrNotFound) {
+		if _, err := link.Get("tbv5169db6302"); !errors.Is(err, link.ErrNotFound) {
 			t.Errorf("the front of the vanished tap0 is still there: %v", err)
 		}
 		if pruned, err := Prune(); err != nil || len(pruned) != 0 {
@@ -158,7 +158,7 @@ func TestAttachTakesOverTheFrontOfAVanishedTAP(t *testing.T) {
 		if err := Attach(c, Port{Name: "tap0", GuestMAC: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 1}}); err != nil {
 			t.Fatal(err)
 		}
-		old, err := bridge.Link("tbv5169db6302")
+		old, err := link.Get("tbv5169db6302")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,7 +172,7 @@ func TestAttachTakesOverTheFrontOfAVanishedTAP(t *testing.T) {
 		if err := Check(c, "tap0"); err != nil {
 			t.Errorf("Check after the takeover: %v", err)
 		}
-		now, err := bridge.Link("tbv5169db6302")
+		now, err := link.Get("tbv5169db6302")
 		if err != nil || now.Attrs().Index != old.Attrs().Index {
 			t.Errorf("front after the takeover: %v, ifindex %v; want the old one, %d", err, now, old.Attrs().Index)
 		}
@@ -195,7 +195,7 @@ func TestFailedAttachLeavesNoNewBridge(t *testing.T) {
 		if err := Attach(c, Port{Name: "gone0"}); err == nil {
 			t.Fatal("Attach of a missing port succeeded")
 		}
-		if _, err := bridge.Link("br0"); err == nil {
+		if _, err := link.Get("br0"); err == nil {
 			t.Fatal("a failed Attach left the bridge it created")
 		}
 	})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
 	"github.com/tapbridge/tapbridge/test/testbed"
@@ -250,7 +251,7 @@ func (e *env) buildLAN() error {
 	if err != nil {
 		return err
 	}
-	eth0, err := bridge.Link("eth0")
+	eth0, err := link.Get("eth0")
 	if err != nil {
 		return err
 	}
