@@ -374,9 +374,10 @@ func TestKillAnywhere(t *testing.T) {
 	l := newUplinkLAN(t)
 	conf := writeConf(t, uplinkConf)
 	// What legitimately differs between two runs of the same step: the
-	// ifindex of a re-created link (also in a front's alias) and the random
-	// MAC a new TAP is given (with the link-local address derived from it).
-	unstable := regexp.MustCompile(`^(-d addr show: )\d+:|fe(:[0-9a-f]{2}){5}|fe80::fc[0-9a-f]*:[0-9a-f]*ff:fe[0-9a-f]*:[0-9a-f]*|ifindex=\d+`)
+	// ifindex of a re-created link (also in a front's alias and its device
+	// group) and the random MAC a new TAP is given (with the link-local
+	// address derived from it).
+	unstable := regexp.MustCompile(`^(-d addr show: )\d+:|fe(:[0-9a-f]{2}){5}|fe80::fc[0-9a-f]*:[0-9a-f]*ff:fe[0-9a-f]*:[0-9a-f]*|ifindex=\d+|group \d+`)
 	state := func() []string {
 		var lines []string
 		for _, line := range l.dump(t) {
