@@ -65,10 +65,13 @@ func EnsureUplinkVLANs(bridge, uplink string, vlans []int) error {
 	}
 	if !vlanFiltering(br) {
 		// Only the filtering flag: a Bridge read back from the kernel
-		// would also write its MAC, MTU and timers.
+		// would also write its MAC, MTU and timers. The bridge is named,
+		// not indexed: given both, the kernel takes the name as a rename,
+		// and before 6.4 refuses any rename of an up device with EBUSY,
+		// even to its own name (6.1 does).
 		on := true
 		attrs := netlink.NewLinkAttrs()
-		attrs.Name, attrs.Index = br.Attrs().Name, br.Attrs().Index
+		attrs.Name = br.Attrs().Name
 		if err := netlink.LinkModify(&netlink.Bridge{LinkAttrs: attrs, VlanFiltering: &on}); err != nil {
 			return fmt.Errorf("bridge %q: turning on vlan_filtering: %w", bridge, vlanErr(err))
 		}

@@ -1,0 +1,269 @@
+package kernel
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Environment variables that steer TestKernel.
+const (
+	envRun      = "TAPBRIDGE_TEST_KERNEL"          // "1" runs it (make test-kernel sets it)
+	envPackages = "TAPBRIDGE_TEST_KERNEL_PKGS"     // go list patterns; default ./internal/... ./test/...
+	envTestRun  = "TAPBRIDGE_TEST_KERNEL_RUN"      // -test.run inside the guest
+	envCPUs     = "TAPBRIDGE_TEST_KERNEL_CPUS"     // the guest's CPUs; default 2
+	envTimeout  = "TAPBRIDGE_TEST_KERNEL_PKG_TIME" // -test.timeout of each package; default 10m
+)
+
+// defaultPackages are the packages with privileged tests. test/kernel
+// itself is left out: it would only skip inside.
+var defaultPackages = []string{"./internal/...", "./test/..."}
+
+// TestKernel runs the privileged tests on Debian's cloud kernel, booted
+// under QEMU (TCG), and reports each test that ran there as a subtest
+// TestKernel/<package>/<test> that fails when it failed there.
+func TestKernel(t *testing.T) {
+	switch {
+	case os.Getenv(GuestEnv) != "":
+		t.Skip("this is the kernel test guest already")
+	case testing.Short():
+		t.Skip("-short: boots a kernel under TCG for several minutes")
+	case os.Getenv(envRun) != "1":
+		t.Skipf("boots Debian's cloud kernel under TCG for several minutes: run `make test-kernel` (or set %s=1)", envRun)
+	case os.Geteuid() != 0:
+		t.Skip("needs root: makes the guest's /dev/console, and the tests inside need root")
+	}
+	if _, err := exec.LookPath(QEMU); err != nil {
+		t.Skipf("%s not found: install qemu-system-x86", QEMU)
+	}
+	kernel, version, err := FindKernel()
+	if err != nil {
+		t.Skip(err)
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	patterns := defaultPackages
+	if p := os.Getenv(envPackages); p != "" {
+		patterns = strings.Fields(p)
+	}
+	all, err := ListPackages(root, patterns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkgs []Package
+	for _, p := range all {
+		if p.Rel != "test/kernel" {
+			pkgs = append(pkgs, p)
+		}
+	}
+	if len(pkgs) == 0 {
+		t.Fatalf("no packages with tests match %s", strings.Join(patterns, " "))
+	}
+	dir := t.TempDir()
+	if err := BuildTests(root, filepath.Join(dir, "tests"), pkgs); err != nil {
+		t.Fatal(err)
+	}
+	c := Config{
+		Kernel: kernel, Version: version, Root: root, Packages: pkgs,
+		BinDir: binDir(t, root), ToolsDir: toolsDir(t, root),
+		Run:         os.Getenv(envTestRun),
+		TestTimeout: 10 * time.Minute,
+		CPUs:        2,
+		MemoryMB:    2048,
+	}
+	if s := os.Getenv(envCPUs); s != "" {
+		if c.CPUs, err = strconv.Atoi(s); err != nil || c.CPUs < 1 {
+			t.Fatalf("%s=%q: not a number of CPUs", envCPUs, s)
+		}
+	}
+	if s := os.Getenv(envTimeout); s != "" {
+		if c.TestTimeout, err = time.ParseDuration(s); err != nil {
+			t.Fatalf("%s=%q: %v", envTimeout, s, err)
+		}
+	}
+	initrd, err := Build(dir, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(initrd)
+	t.Logf("kernel %s, %d packages, initramfs %d MiB, built in %s", kernel, len(pkgs), fi.Size()>>20, time.Since(start).Round(time.Second))
+
+	// Leave a minute of the test's own deadline for reporting.
+	ctx := context.Background()
+	if d, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-time.Minute))
+		defer cancel()
+	}
+	booted := time.Now()
+	console, results, bootErr := Boot(ctx, dir, initrd, c)
+	rs, kver, done := Parse(results)
+	t.Logf("guest kernel %s ran %d packages in %s", kver, len(rs), time.Since(booted).Round(time.Second))
+
+	ran := map[string]bool{}
+	for _, r := range rs {
+		ran[r.ImportPath] = true
+		report(t, r, pkgs)
+	}
+	for _, p := range pkgs {
+		if !ran[p.ImportPath] {
+			t.Errorf("%s: never started in the guest", p.ImportPath)
+		}
+	}
+	if bootErr != nil || !done {
+		t.Errorf("the guest did not finish (%v); the end of its console:\n%s", bootErr, tail(console, 60))
+	}
+}
+
+// report re-emits one package's run as subtests.
+func report(t *testing.T, r Result, pkgs []Package) {
+	name := r.ImportPath
+	for _, p := range pkgs {
+		if p.ImportPath == r.ImportPath {
+			name = p.Rel
+		}
+	}
+	t.Run(name, func(t *testing.T) {
+		evs, err := Events(r.Output)
+		if err != nil {
+			t.Fatal(err)
+		}
+		top := buildTree(evs)
+		failed := false
+		for _, n := range top.children {
+			failed = emit(t, n) || failed
+		}
+		switch {
+		case !r.Finished:
+			t.Errorf("did not finish in the guest (crash or timeout); its output ends:\n%s", tail([]byte(strings.Join(top.output, "")), 40))
+		case r.Exit != 0 && !failed:
+			t.Errorf("the test binary exited with status %d:\n%s", r.Exit, tail([]byte(strings.Join(top.output, "")), 40))
+		default:
+			t.Logf("ran in the guest in %ds", r.Seconds)
+		}
+	})
+}
+
+// node is a test of the guest, with its subtests.
+type node struct {
+	name     string
+	children []*node
+	index    map[string]*node
+	output   []string
+	action   string
+}
+
+func (n *node) child(name string) *node {
+	if c, ok := n.index[name]; ok {
+		return c
+	}
+	c := &node{name: name, index: map[string]*node{}}
+	n.index[name] = c
+	n.children = append(n.children, c)
+	return c
+}
+
+// buildTree arranges the events by test; the root holds the package's own
+// output.
+func buildTree(evs []Event) *node {
+	root := &node{index: map[string]*node{}}
+	for _, e := range evs {
+		n := root
+		if e.Test != "" {
+			for _, part := range strings.Split(e.Test, "/") {
+				n = n.child(part)
+			}
+		}
+		switch e.Action {
+		case "output":
+			n.output = append(n.output, e.Output)
+		case "pass", "fail", "skip":
+			n.action = e.Action
+		}
+	}
+	return root
+}
+
+// emit runs n as a subtest of t with n's verdict, and reports whether it
+// failed.
+func emit(t *testing.T, n *node) (failed bool) {
+	t.Run(n.name, func(t *testing.T) {
+		for _, c := range n.children {
+			emit(t, c)
+		}
+		var out []string
+		for _, o := range n.output {
+			s := strings.TrimSpace(o)
+			if s == "" || strings.HasPrefix(s, "=== ") || strings.HasPrefix(s, "--- PASS") || strings.HasPrefix(s, "--- SKIP") {
+				continue
+			}
+			out = append(out, strings.TrimRight(o, "\n"))
+		}
+		switch n.action {
+		case "pass":
+		case "skip":
+			t.Skip(strings.Join(out, "\n"))
+		case "fail":
+			t.Error("failed in the guest:\n" + strings.Join(out, "\n"))
+		default:
+			t.Error("did not finish in the guest:\n" + strings.Join(out, "\n"))
+		}
+	})
+	return n.action != "pass" && n.action != "skip"
+}
+
+// tail returns the last n lines of b.
+func tail(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// binDir returns tapbridge's binaries: TAPBRIDGE_BIN_DIR, else built now.
+func binDir(t *testing.T, root string) string {
+	if d := os.Getenv("TAPBRIDGE_BIN_DIR"); d != "" {
+		return d
+	}
+	d := filepath.Join(t.TempDir(), "bin")
+	if out, err := exec.Command("make", "-C", root, "build", "BIN_DIR="+d).CombinedOutput(); err != nil {
+		t.Fatalf("building tapbridge: %v\n%s", err, out)
+	}
+	return d
+}
+
+// toolsDir returns cnitool and the upstream plugins (CNI_TOOLS_DIR, else
+// built now), plus the tuning plugin that TestCNIChain would otherwise
+// build with the go command the guest does not have.
+func toolsDir(t *testing.T, root string) string {
+	d := filepath.Join(t.TempDir(), "tools")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := os.Getenv("CNI_TOOLS_DIR")
+	if src == "" {
+		if out, err := exec.Command("make", "-C", root, "tools", "CNI_TOOLS_DIR="+d).CombinedOutput(); err != nil {
+			t.Fatalf("building the CNI tools: %v\n%s", err, out)
+		}
+	} else if out, err := exec.Command("cp", "-a", src+"/.", d).CombinedOutput(); err != nil {
+		t.Fatalf("copying %s: %v\n%s", src, err, out)
+	}
+	if _, err := os.Stat(filepath.Join(d, "tuning")); err != nil {
+		cmd := exec.Command("go", "install", "github.com/containernetworking/plugins/plugins/meta/tuning@v1.10.0")
+		cmd.Env = append(os.Environ(), "GOBIN="+d, "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Logf("building the tuning plugin (TestCNIChain will skip in the guest): %v\n%s", err, out)
+		}
+	}
+	return d
+}
