@@ -18,7 +18,7 @@ LDFLAGS := -s -w -X github.com/tapbridge/tapbridge/internal/cli.Version=$(VERSIO
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 TEST_ENV := TAPBRIDGE_BIN_DIR=$(BIN_DIR) CNI_TOOLS_DIR=$(CNI_TOOLS_DIR)
 
-.PHONY: help build install test test-unit deps tools lint bench demo clean
+.PHONY: help build install test test-unit test-kernel deps tools lint bench demo clean
 
 help: ## show this help
 	@echo "tapbridge: QEMU VMs on the LAN through a Linux bridge"
@@ -64,6 +64,10 @@ tools: ## build cnitool and the upstream CNI plugins (bridge, host-local, static
 
 test: deps build tools ## install what is needed, then run every test (the privileged ones too when root)
 	$(TEST_ENV) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@$(MAKE) --no-print-directory test-kernel
+
+test-kernel: build tools ## the privileged tests again, on Debian's cloud kernel under QEMU (docs/kernel.md)
+	$(TEST_ENV) TAPBRIDGE_TEST_KERNEL=1 $(GO) test -count=1 -v -timeout 30m -run '^TestKernel$$' ./test/kernel/
 
 test-unit: ## run the tests that need neither root nor QEMU
 	$(GO) test -count=1 -short ./...

@@ -89,6 +89,7 @@ type Config struct {
 	Run             string    // -test.run for every package; "" for all
 	TestTimeout     time.Duration
 	CPUs, MemoryMB  int
+	Append          string // more of the kernel's command line
 }
 
 // Build stages the guest's root file system in dir/root and packs it into
@@ -215,10 +216,11 @@ func shellQuote(s string) string {
 }
 
 // Boot runs the guest until it powers off, ctx ends or it dies, and returns
-// what it wrote on its console (ttyS0) and on its result port (ttyS1).
+// what it wrote on its console (ttyS0) and on its result port (ttyS1), and
+// the CPU time QEMU used (the guest's cost without the host's other load).
 // QEMU gets no network device: nothing of the host's network is reachable
 // from the guest.
-func Boot(ctx context.Context, dir, initrd string, c Config) (console, results []byte, err error) {
+func Boot(ctx context.Context, dir, initrd string, c Config) (console, results []byte, cpu time.Duration, err error) {
 	consolePath := filepath.Join(dir, "console.log")
 	resultsPath := filepath.Join(dir, "results.log")
 	args := []string{
@@ -237,7 +239,7 @@ func Boot(ctx context.Context, dir, initrd string, c Config) (console, results [
 		"-initrd", initrd,
 		// random.trust_cpu: RDRAND (emulated by -cpu max) seeds the
 		// kernel's RNG at once, so getrandom does not block the tests.
-		"-append", "console=ttyS0 panic=-1 loglevel=4 random.trust_cpu=on",
+		"-append", "console=ttyS0 panic=-1 loglevel=4 random.trust_cpu=on " + c.Append,
 	}
 	cmd := exec.Command(QEMU, args...)
 	var stderr bytes.Buffer
@@ -246,7 +248,7 @@ func Boot(ctx context.Context, dir, initrd string, c Config) (console, results [
 	// outright leaves no guest behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("starting %s: %w", QEMU, err)
+		return nil, nil, 0, fmt.Errorf("starting %s: %w", QEMU, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -260,9 +262,12 @@ func Boot(ctx context.Context, dir, initrd string, c Config) (console, results [
 		<-done
 		err = fmt.Errorf("the guest did not power off in time: %w", ctx.Err())
 	}
+	if st := cmd.ProcessState; st != nil {
+		cpu = st.UserTime() + st.SystemTime()
+	}
 	console, _ = os.ReadFile(consolePath)
 	results, _ = os.ReadFile(resultsPath)
-	return console, results, err
+	return console, results, cpu, err
 }
 
 // Result is the run of one package's test binary in the guest.

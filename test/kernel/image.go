@@ -30,11 +30,11 @@ func FindKernel() (path, version string, err error) {
 }
 
 // Programs are the host's programs the guest gets, with their shared
-// libraries: the tests run ip, bridge, tc, nft, dnsmasq, nsenter and
-// setpriv, and the kernel loads modules with kmod's modprobe. A program
+// libraries: the tests run ip, bridge, tc, nft, dnsmasq, nsenter,
+// setpriv, setcap, xz and zstd, and the kernel loads modules with kmod's modprobe. A program
 // the host lacks is left out (the tests that need it then skip, as they
 // would on the host), except the ones in Required.
-var Programs = []string{"ip", "bridge", "tc", "nft", "dnsmasq", "kmod", "nsenter", "setpriv", "unshare"}
+var Programs = []string{"ip", "bridge", "tc", "nft", "dnsmasq", "kmod", "nsenter", "setpriv", "unshare", "xz", "zstd", "setcap"}
 
 // Required are the Programs without which the guest cannot run the suite.
 var Required = map[string]string{"ip": "iproute2", "dnsmasq": "dnsmasq-base", "kmod": "kmod", "nft": "nftables", "depmod": "kmod", "cpio": "cpio"}
@@ -60,7 +60,7 @@ type Stage struct {
 // host path is where the dynamic loader looks for it.
 func NewStage(dir string) (*Stage, error) {
 	s := &Stage{Root: dir}
-	for _, d := range []string{"usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "etc", "proc", "sys", "dev", "run", "tmp", "root", "var", "busybox"} {
+	for _, d := range []string{"usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "etc", "proc", "sys", "dev", "run", "tmp", "root", "var/lib", "var/tmp", "var/log", "var/cache", "mnt", "opt", "home", "usr/local/bin", "usr/local/sbin", "busybox"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
 		}
@@ -164,6 +164,14 @@ func (s *Stage) CopyTree(src, dst string, skip map[string]bool, maxSize int64) e
 				return filepath.SkipDir
 			}
 			return nil
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			// Links inside the tree, such as bin/qemu-ifdown -> qemu-ifup.
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return s.Symlink(target, filepath.Join(dst, rel))
 		}
 		if !d.Type().IsRegular() {
 			return nil

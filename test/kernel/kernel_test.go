@@ -18,6 +18,7 @@ const (
 	envTestRun  = "TAPBRIDGE_TEST_KERNEL_RUN"      // -test.run inside the guest
 	envCPUs     = "TAPBRIDGE_TEST_KERNEL_CPUS"     // the guest's CPUs; default 2
 	envTimeout  = "TAPBRIDGE_TEST_KERNEL_PKG_TIME" // -test.timeout of each package; default 10m
+	envLogs     = "TAPBRIDGE_TEST_KERNEL_LOGS"     // a directory to keep the guest's console.log and results.log in
 )
 
 // defaultPackages are the packages with privileged tests. test/kernel
@@ -79,6 +80,7 @@ func TestKernel(t *testing.T) {
 		TestTimeout: 10 * time.Minute,
 		CPUs:        2,
 		MemoryMB:    2048,
+		Append:      os.Getenv("TAPBRIDGE_TEST_KERNEL_APPEND"),
 	}
 	if s := os.Getenv(envCPUs); s != "" {
 		if c.CPUs, err = strconv.Atoi(s); err != nil || c.CPUs < 1 {
@@ -105,9 +107,16 @@ func TestKernel(t *testing.T) {
 		defer cancel()
 	}
 	booted := time.Now()
-	console, results, bootErr := Boot(ctx, dir, initrd, c)
+	console, results, cpu, bootErr := Boot(ctx, dir, initrd, c)
+	if d := os.Getenv(envLogs); d != "" {
+		for name, b := range map[string][]byte{"console.log": console, "results.log": results} {
+			if err := os.WriteFile(filepath.Join(d, name), b, 0o644); err != nil {
+				t.Errorf("keeping the guest's logs: %v", err)
+			}
+		}
+	}
 	rs, kver, done := Parse(results)
-	t.Logf("guest kernel %s ran %d packages in %s", kver, len(rs), time.Since(booted).Round(time.Second))
+	t.Logf("guest kernel %s ran %d packages in %s (QEMU used %s of CPU)", kver, len(rs), time.Since(booted).Round(time.Second), cpu.Round(time.Second))
 
 	ran := map[string]bool{}
 	for _, r := range rs {
@@ -155,33 +164,42 @@ func report(t *testing.T, r Result, pkgs []Package) {
 
 // node is a test of the guest, with its subtests.
 type node struct {
-	name     string
+	name     string // its own part of the full name
 	children []*node
-	index    map[string]*node
 	output   []string
 	action   string
 }
 
-func (n *node) child(name string) *node {
-	if c, ok := n.index[name]; ok {
-		return c
-	}
-	c := &node{name: name, index: map[string]*node{}}
-	n.index[name] = c
-	n.children = append(n.children, c)
-	return c
-}
-
 // buildTree arranges the events by test; the root holds the package's own
-// output.
+// output. A subtest's parent is the longest test already seen whose name
+// and a "/" begin the subtest's name: a subtest's own name may hold a "/"
+// (t.Run("a/b", ...)), so splitting the full name at each "/" would not do.
 func buildTree(evs []Event) *node {
-	root := &node{index: map[string]*node{}}
+	root := &node{}
+	byName := map[string]*node{}
+	find := func(full string) *node {
+		if n, ok := byName[full]; ok {
+			return n
+		}
+		parent, name := root, full
+		for i := len(full) - 1; i > 0; i-- {
+			if full[i] != '/' {
+				continue
+			}
+			if p, ok := byName[full[:i]]; ok {
+				parent, name = p, full[i+1:]
+				break
+			}
+		}
+		n := &node{name: name}
+		parent.children = append(parent.children, n)
+		byName[full] = n
+		return n
+	}
 	for _, e := range evs {
 		n := root
 		if e.Test != "" {
-			for _, part := range strings.Split(e.Test, "/") {
-				n = n.child(part)
-			}
+			n = find(e.Test)
 		}
 		switch e.Action {
 		case "output":
