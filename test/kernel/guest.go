@@ -87,6 +87,7 @@ type Config struct {
 	BinDir          string    // tapbridge's binaries, for TAPBRIDGE_BIN_DIR
 	ToolsDir        string    // cnitool and the CNI plugins, for CNI_TOOLS_DIR
 	Run             string    // -test.run for every package; "" for all
+	Skip            string    // -test.skip for every package; "" for none
 	TestTimeout     time.Duration
 	CPUs, MemoryMB  int
 	Append          string // more of the kernel's command line
@@ -176,6 +177,9 @@ func initScript(c Config) string {
 	flags := "-test.v=test2json -test.count=1 -test.timeout=" + c.TestTimeout.String()
 	if c.Run != "" {
 		flags += " -test.run=" + shellQuote(c.Run)
+	}
+	if c.Skip != "" {
+		flags += " -test.skip=" + shellQuote(c.Skip)
 	}
 	return `#!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/busybox
