@@ -91,6 +91,9 @@ type Config struct {
 	TestTimeout     time.Duration
 	CPUs, MemoryMB  int
 	Append          string // more of the kernel's command line
+	// Progress, if set, is called with each marker line ("@@@ start
+	// PACKAGE", "@@@ exit PACKAGE STATUS SECONDS") while the guest runs.
+	Progress func(line string)
 }
 
 // Build stages the guest's root file system in dir/root and packs it into
@@ -256,16 +259,42 @@ func Boot(ctx context.Context, dir, initrd string, c Config) (console, results [
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	select {
-	case err = <-done:
-		if err != nil {
-			err = fmt.Errorf("%s: %w: %s", QEMU, err, strings.TrimSpace(stderr.String()))
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	reported := 0
+	progress := func() {
+		if c.Progress == nil {
+			return
 		}
-	case <-ctx.Done():
-		_ = cmd.Process.Kill() // our own QEMU, by PID
-		<-done
-		err = fmt.Errorf("the guest did not power off in time: %w", ctx.Err())
+		b, _ := os.ReadFile(resultsPath)
+		var markers []string
+		for _, l := range strings.SplitAfter(string(b), "\n") {
+			if strings.HasSuffix(l, "\n") && (strings.HasPrefix(l, "@@@ start ") || strings.HasPrefix(l, "@@@ exit ")) {
+				markers = append(markers, strings.TrimSpace(l))
+			}
+		}
+		for ; reported < len(markers); reported++ {
+			c.Progress(markers[reported])
+		}
 	}
+wait:
+	for {
+		select {
+		case err = <-done:
+			if err != nil {
+				err = fmt.Errorf("%s: %w: %s", QEMU, err, strings.TrimSpace(stderr.String()))
+			}
+			break wait
+		case <-ctx.Done():
+			_ = cmd.Process.Kill() // our own QEMU, by PID
+			<-done
+			err = fmt.Errorf("the guest did not power off in time: %w", ctx.Err())
+			break wait
+		case <-tick.C:
+			progress()
+		}
+	}
+	progress()
 	if st := cmd.ProcessState; st != nil {
 		cpu = st.UserTime() + st.SystemTime()
 	}

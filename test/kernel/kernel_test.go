@@ -20,6 +20,7 @@ const (
 	envCPUs     = "TAPBRIDGE_TEST_KERNEL_CPUS"     // the guest's CPUs; default 2
 	envTimeout  = "TAPBRIDGE_TEST_KERNEL_PKG_TIME" // -test.timeout of each package; default 10m
 	envLogs     = "TAPBRIDGE_TEST_KERNEL_LOGS"     // a directory to keep the guest's console.log and results.log in
+	envAppend   = "TAPBRIDGE_TEST_KERNEL_APPEND"   // more of the guest kernel's command line
 )
 
 // defaultPackages are the packages with privileged tests. test/kernel
@@ -88,7 +89,8 @@ func TestKernel(t *testing.T) {
 		TestTimeout: 10 * time.Minute,
 		CPUs:        2,
 		MemoryMB:    2048,
-		Append:      os.Getenv("TAPBRIDGE_TEST_KERNEL_APPEND"),
+		Append:      os.Getenv(envAppend),
+		Progress:    func(line string) { t.Logf("guest: %s", strings.TrimPrefix(line, "@@@ ")) },
 	}
 	if s, ok := os.LookupEnv(envTestSkip); ok {
 		c.Skip = s
