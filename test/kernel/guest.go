@@ -201,7 +201,9 @@ echo /sbin/modprobe > /proc/sys/kernel/modprobe
 hostname kernel-test
 ip link set lo up
 # /dev/net/tun appears only once tun is loaded: nothing asks for it first.
+# udev's default rules make it 0666 on a real host; devtmpfs makes it 0600.
 modprobe tun
+chmod 0666 /dev/net/tun
 stty -F /dev/ttyS1 raw -echo
 exec 3>/dev/ttyS1
 echo "@@@ kernel $(uname -r) cpus $(nproc)" >&3
