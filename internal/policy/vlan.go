@@ -67,8 +67,8 @@ func EnsureUplinkVLANs(bridge, uplink string, vlans []int) error {
 		// Only the filtering flag: a Bridge read back from the kernel
 		// would also write its MAC, MTU and timers. The bridge is named,
 		// not indexed: given both, the kernel takes the name as a rename,
-		// and before 6.4 refuses any rename of an up device with EBUSY,
-		// even to its own name (6.1 does).
+		// and 6.1 (Debian 12) refuses any rename of an up device with
+		// EBUSY, even to the name it already has.
 		on := true
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = br.Attrs().Name
