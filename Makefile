@@ -34,7 +34,7 @@ INSTALL_ENV = DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' SYSCONFDIR='$(SYSCONFDIR)'
 DEB_DIR     ?= $(CURDIR)/.cache/deb
 DEB_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v//; s/-([0-9]+)-g/+\1.g/; s/-/~/g')
 
-.PHONY: help build install uninstall deb test test-unit deps tools lint bench bench-go demo clean
+.PHONY: help build install uninstall deb test test-unit test-kernel deps tools lint bench bench-go demo clean
 
 help: ## show this help
 	@echo "tapbridge: QEMU VMs on the LAN through a Linux bridge"
@@ -80,6 +80,10 @@ tools: ## build cnitool and the upstream CNI plugins (bridge, host-local, static
 
 test: deps build tools ## install what is needed, then run every test (the privileged ones too when root)
 	$(TEST_ENV) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@$(MAKE) --no-print-directory test-kernel
+
+test-kernel: build tools ## the privileged tests again, on Debian's cloud kernel under QEMU (docs/kernel.md)
+	$(TEST_ENV) TAPBRIDGE_TEST_KERNEL=1 $(GO) test -count=1 -v -timeout 30m -run '^TestKernel$$' ./test/kernel/
 
 test-unit: ## run the tests that need neither root nor QEMU
 	$(GO) test -count=1 -short ./...

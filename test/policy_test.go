@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -598,6 +599,47 @@ func TestPolicyVLAN(t *testing.T) {
 		t.Errorf("a broadcast from the VLAN 10 VM reached the untagged VM")
 	}
 	p.assertHostOnLAN(t)
+
+	// Detach: the VM's port goes with its VLAN; what is left is the
+	// uplink's trunk ("uplinkVlans": 10 tagged, untagged LAN as PVID 1),
+	// the bridge's own untagged VLAN 1 and the untagged VM's.
+	want := []string{"br0 1 PVID Egress Untagged", "eth0 1 PVID Egress Untagged", "eth0 10", "tap0 10 PVID Egress Untagged", "tap1 1 PVID Egress Untagged"}
+	if d := cmp.Diff(want, p.bridgeVLANs(t)); d != "" {
+		t.Errorf("bridge VLANs before tap del tap0 (-want +got):\n%s", d)
+	}
+	vm.Close()
+	p.mustRun(t, nil, "tapbridge", "tap", "del", "tap0", "--config", p.conf)
+	want = []string{"br0 1 PVID Egress Untagged", "eth0 1 PVID Egress Untagged", "eth0 10", "tap1 1 PVID Egress Untagged"}
+	if d := cmp.Diff(want, p.bridgeVLANs(t)); d != "" {
+		t.Errorf("bridge VLANs after tap del tap0 (-want +got):\n%s", d)
+	}
+	p.assertNoPolicy(t, "tap0")
+	p.assertHostOnLAN(t)
+}
+
+// bridgeVLANs returns `bridge vlan show` of the hypervisor as sorted
+// "port VID flags..." lines.
+func (p *policyLAN) bridgeVLANs(t *testing.T) []string {
+	t.Helper()
+	var ports []struct {
+		Ifname string `json:"ifname"`
+		VLANs  []struct {
+			VLAN  int      `json:"vlan"`
+			Flags []string `json:"flags"`
+		} `json:"vlans"`
+	}
+	out := p.lan.HV.MustExec(t, "bridge", "-json", "vlan", "show")
+	if err := json.Unmarshal([]byte(out), &ports); err != nil {
+		t.Fatalf("bridge -json vlan show: %v\n%s", err, out)
+	}
+	var lines []string
+	for _, port := range ports {
+		for _, v := range port.VLANs {
+			lines = append(lines, strings.Join(append([]string{port.Ifname, strconv.Itoa(v.VLAN)}, v.Flags...), " "))
+		}
+	}
+	sort.Strings(lines)
+	return lines
 }
 
 // TestPolicyVLANUnsupported: on a kernel without bridge VLAN filtering, a

@@ -6,7 +6,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/link"
@@ -39,7 +39,11 @@ func cmdStatus(args *skel.CmdArgs) error {
 		switch {
 		case a.Flags&net.FlagUp == 0:
 			return cniErr(types.ErrPluginNotAvailable, "uplink %q is down", c.Uplink)
-		case a.OperState == netlink.OperDown || a.OperState == netlink.OperLowerLayerDown:
+		// IFF_LOWER_UP is the carrier as the driver set it, at once. The
+		// operstate follows only when linkwatch gets to it (up to a second
+		// later, more on a loaded host): it would miss a cable pulled just
+		// now, and call a link just brought up still down.
+		case a.RawFlags&unix.IFF_LOWER_UP == 0:
 			return cniErr(types.ErrPluginNotAvailable, "uplink %q has no carrier (cable or peer down)", c.Uplink)
 		}
 	}

@@ -55,18 +55,21 @@ func (c *Conf) ApplyEnv(getenv func(string) string) error {
 
 // Other variables tapbridge reads: the state directory and the bound on
 // lock waits (package state), the journal socket (package event, for
-// tests), fault injection for the crash tests (package failpoint), and the
-// test suite's directory of built binaries, which the suite passes on.
+// tests), fault injection for the crash tests (package failpoint), and what
+// the test suites pass on to the binaries they run.
 const (
 	EnvRunDir        = "TAPBRIDGE_RUN_DIR"
 	EnvLockTimeout   = "TAPBRIDGE_LOCK_TIMEOUT"
 	EnvJournalSocket = "TAPBRIDGE_JOURNAL_SOCKET"
 	EnvFailpoint     = "TAPBRIDGE_FAILPOINT"
 	EnvBinDir        = "TAPBRIDGE_BIN_DIR"
+	// EnvKernelGuest is set by the distribution-kernel test suite in its
+	// guest, whose test binaries pass it on to tapbridge's.
+	EnvKernelGuest = "TAPBRIDGE_KERNEL_GUEST"
 )
 
 // knownEnv is every TAPBRIDGE_ variable that means something.
-var knownEnv = []string{EnvConf, EnvBridge, EnvMAC, EnvIPs, EnvVLAN, EnvIsolated, EnvRouted, EnvRunDir, EnvLockTimeout, EnvJournalSocket, EnvFailpoint, EnvBinDir}
+var knownEnv = []string{EnvConf, EnvBridge, EnvMAC, EnvIPs, EnvVLAN, EnvIsolated, EnvRouted, EnvRunDir, EnvLockTimeout, EnvJournalSocket, EnvFailpoint, EnvBinDir, EnvKernelGuest}
 
 // CheckEnv refuses a TAPBRIDGE_ variable in environ ("KEY=VALUE" strings,
 // os.Environ) that tapbridge does not know, naming the nearest one it does:
@@ -74,7 +77,9 @@ var knownEnv = []string{EnvConf, EnvBridge, EnvMAC, EnvIPs, EnvVLAN, EnvIsolated
 func CheckEnv(environ []string) error {
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(k, "TAPBRIDGE_") {
+		// TAPBRIDGE_TEST_* belong to the test suites (test/kernel) and are
+		// never read by tapbridge itself.
+		if !strings.HasPrefix(k, "TAPBRIDGE_") || strings.HasPrefix(k, "TAPBRIDGE_TEST_") {
 			continue
 		}
 		known := false

@@ -65,10 +65,13 @@ func EnsureUplinkVLANs(bridge, uplink string, vlans []int) error {
 	}
 	if !vlanFiltering(br) {
 		// Only the filtering flag: a Bridge read back from the kernel
-		// would also write its MAC, MTU and timers.
+		// would also write its MAC, MTU and timers. The bridge is named,
+		// not indexed: given both, the kernel takes the name as a rename,
+		// and 6.1 (Debian 12) refuses any rename of an up device with
+		// EBUSY, even to the name it already has.
 		on := true
 		attrs := netlink.NewLinkAttrs()
-		attrs.Name, attrs.Index = br.Attrs().Name, br.Attrs().Index
+		attrs.Name = br.Attrs().Name
 		if err := netlink.LinkModify(&netlink.Bridge{LinkAttrs: attrs, VlanFiltering: &on}); err != nil {
 			return fmt.Errorf("bridge %q: turning on vlan_filtering: %w", bridge, vlanErr(err))
 		}

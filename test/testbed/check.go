@@ -3,6 +3,7 @@ package testbed
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -33,6 +34,11 @@ func CheckLAN() error {
 // CheckGuest is CheckLAN plus what booting a guest needs: QEMU, setpriv, a
 // static busybox and the cloud kernel with its modules.
 func CheckGuest() error {
+	// Set by test/kernel in the distribution-kernel guest, which itself
+	// runs under TCG: a guest inside it would take minutes to boot.
+	if os.Getenv("TAPBRIDGE_KERNEL_GUEST") != "" {
+		return fmt.Errorf("inside the kernel test guest (TAPBRIDGE_KERNEL_GUEST): a nested TCG guest is far too slow")
+	}
 	if err := CheckLAN(); err != nil {
 		return err
 	}
