@@ -240,18 +240,28 @@ func addVeth(rec *record, sandbox ns.NetNS, mtu int) error {
 	return nil
 }
 
+// hostVeth returns the veth called name; nil, and no error, when it is
+// gone or is not a veth (not the plugin's to touch).
+func hostVeth(name string) (netlink.Link, error) {
+	l, err := link.Get(name)
+	if errors.Is(err, link.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := l.(*netlink.Veth); !ok {
+		return nil, nil
+	}
+	return l, nil
+}
+
 // delVeth deletes the host end of the plugin's veth (and so its peer). It
 // succeeds when the link is gone and leaves anything but a veth alone.
 func delVeth(name string) error {
-	l, err := link.Get(name)
-	if errors.Is(err, link.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
+	l, err := hostVeth(name)
+	if l == nil {
 		return err
-	}
-	if _, ok := l.(*netlink.Veth); !ok {
-		return nil
 	}
 	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("deleting veth %q: %w", name, err)

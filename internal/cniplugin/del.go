@@ -14,7 +14,6 @@ import (
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/front"
-	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/nldump"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
@@ -121,15 +120,9 @@ func teardown(c *config.Conf, rec *record, netnsPath string, inode uint64) error
 // releaseHostPort takes the host veth of a netns-mode attachment down and
 // off its bridge. It does nothing when the link is gone or is not a veth.
 func releaseHostPort(name string) error {
-	l, err := link.Get(name)
-	if errors.Is(err, link.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
+	l, err := hostVeth(name)
+	if l == nil {
 		return err
-	}
-	if _, ok := l.(*netlink.Veth); !ok {
-		return nil
 	}
 	if l.Attrs().Flags&net.FlagUp != 0 {
 		if err := netlink.LinkSetDown(l); err != nil && !errors.Is(err, unix.ENODEV) {

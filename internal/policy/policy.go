@@ -150,23 +150,33 @@ func isZero(b []byte) bool {
 // the policy s, replacing whatever policy it had: Filter, then Configure.
 // It is idempotent.
 func Apply(port string, s Spec) error {
-	if err := ifname.Validate("port", port); err != nil {
-		return err
-	}
-	if err := s.Validate(); err != nil {
-		return fmt.Errorf("port %q: %w", port, err)
-	}
-	link, br, err := bridgePort(port)
+	link, br, err := validPort(port, s)
 	if err != nil {
-		return err
-	}
-	if err := checkVLAN(port, br, s); err != nil {
 		return err
 	}
 	if err := Filter(port, s); err != nil {
 		return err
 	}
 	return configure(port, link, br, s)
+}
+
+// validPort checks port and s, and that the policy fits the bridge that
+// port is a port of, before anything changes.
+func validPort(port string, s Spec) (netlink.Link, *netlink.Bridge, error) {
+	if err := ifname.Validate("port", port); err != nil {
+		return nil, nil, err
+	}
+	if err := s.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("port %q: %w", port, err)
+	}
+	link, br, err := bridgePort(port)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkVLAN(port, br, s); err != nil {
+		return nil, nil, err
+	}
+	return link, br, nil
 }
 
 // Filter programs the nftables part of s for port, by name: the port need
@@ -198,17 +208,8 @@ func Filter(port string, s Spec) error {
 // in the current network namespace: isolation, BPDU guard and root block,
 // and its VLANs when s.VLAN is set or the bridge filters VLANs.
 func Configure(port string, s Spec) error {
-	if err := ifname.Validate("port", port); err != nil {
-		return err
-	}
-	if err := s.Validate(); err != nil {
-		return fmt.Errorf("port %q: %w", port, err)
-	}
-	link, br, err := bridgePort(port)
+	link, br, err := validPort(port, s)
 	if err != nil {
-		return err
-	}
-	if err := checkVLAN(port, br, s); err != nil {
 		return err
 	}
 	return configure(port, link, br, s)
