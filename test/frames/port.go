@@ -224,8 +224,8 @@ func Drain(ports ...Port) {
 }
 
 // Deliver sends the probes and then marker from src, waits until marker
-// reaches caps[0], and gives the rest 150 ms more (frames flooded by the
-// bridge are handed to every port at once, so that is ample). It returns,
+// reaches caps[0], then until it reaches each other capture or, where it
+// does not come, 150 ms more plus ten times what caps[0] took. It returns,
 // per capture, the names of the probes that arrived. A marker that never
 // arrives within 3 s is fatal: the path itself is broken.
 func Deliver(t TB, src Port, marker Probe, probes []Probe, caps ...Port) []map[string]bool {
@@ -234,6 +234,7 @@ func Deliver(t TB, src Port, marker Probe, probes []Probe, caps ...Port) []map[s
 	for _, p := range probes {
 		src.Send(t, p.Frame)
 	}
+	sent := time.Now()
 	src.Send(t, marker.Frame)
 
 	got := make([]map[string]bool, len(caps))
@@ -262,9 +263,19 @@ func Deliver(t TB, src Port, marker Probe, probes []Probe, caps ...Port) []map[s
 			t.Fatalf("marker %q from %s never reached %s: the path itself is broken", marker.Name, src.Name(), caps[0].Name())
 		}
 	}
-	time.Sleep(150 * time.Millisecond)
-	for i, c := range caps {
-		note(i, c.Read(40*time.Millisecond))
+	note(0, caps[0].Read(40*time.Millisecond))
+	// The other captures: until the marker arrives there too (frames on
+	// one path arrive in order, so nothing sent before it is still on its
+	// way), else for 150 ms plus ten times what the marker took to reach
+	// caps[0] (a port it must not reach): on a slow machine, such as the
+	// TCG guest of test/kernel, another port's frames come later.
+	wait := 150*time.Millisecond + 10*time.Since(sent)
+	for i := 1; i < len(caps); i++ {
+		for end := time.Now().Add(wait); time.Now().Before(end); {
+			if note(i, caps[i].Read(20*time.Millisecond)) {
+				break
+			}
+		}
 	}
 	return got
 }
