@@ -25,19 +25,6 @@ func logDone(action, bridge, port string, guest net.HardwareAddr) {
 	event.Log(e)
 }
 
-// logPrune records the policies of vanished ports the helper removed, if
-// any.
-func logPrune(pruned []string, err error) {
-	if len(pruned) == 0 && err == nil {
-		return
-	}
-	e := event.Event{Action: "gc", Result: event.OK, Detail: strings.Join(pruned, " "), Err: err}
-	if err != nil {
-		e.Result = event.Failed
-	}
-	event.Log(e)
-}
-
 // logFailed records a hook's failure in the system log; the user sees it
 // on stderr as well.
 func logFailed(mode Mode, args []string, err error) {
