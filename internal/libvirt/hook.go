@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
@@ -191,7 +190,7 @@ func undo(ports []string, err error) error {
 // now, or was never deleted: either way it keeps its policy). Then the
 // domain's saved XML and record go.
 func release(c *config.Conf, d *Domain) error {
-	if !uuidRE.MatchString(d.UUID) {
+	if !validUUID(d.UUID) {
 		return nil // nothing was saved under its name
 	}
 	var rec started
@@ -234,7 +233,7 @@ func release(c *config.Conf, d *Domain) error {
 func startedPath(uuid string) string { return filepath.Join(SavedDir(), uuid+".started") }
 
 func saveStarted(d *Domain, rec started) error {
-	if !uuidRE.MatchString(d.UUID) {
+	if !validUUID(d.UUID) {
 		return fmt.Errorf("domain %q: no valid <uuid> in the XML of the start hook", d.Name)
 	}
 	return state.WriteJSON(startedPath(d.UUID), rec)
@@ -257,14 +256,30 @@ func withPolicyLock(f func() error) error {
 	return f()
 }
 
-var uuidRE = regexp.MustCompile(`^[0-9a-fA-F-]{32,36}$`)
+// validUUID says whether s looks like a domain UUID: 32 to 36 hex digits
+// and dashes (what the regular expression ^[0-9a-fA-F-]{32,36}$ matches).
+// A function rather than a package-level regexp, whose compilation every
+// start of the hook binary would pay.
+func validUUID(s string) bool {
+	if len(s) < 32 || len(s) > 36 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		switch {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 func savedPath(uuid string) string { return filepath.Join(SavedDir(), uuid+".xml") }
 
 // save keeps the domain XML for qemu-ifup (Find), atomically, readable by
 // root only (it is the operator's domain definition).
 func save(d *Domain, data []byte) error {
-	if !uuidRE.MatchString(d.UUID) {
+	if !validUUID(d.UUID) {
 		return fmt.Errorf("domain %q: no valid <uuid> in the XML of the prepare hook", d.Name)
 	}
 	path := savedPath(d.UUID)

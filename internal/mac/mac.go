@@ -1,17 +1,27 @@
 package mac
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
 	"net"
+
+	"golang.org/x/sys/unix"
 )
 
 // Random returns a random locally administered unicast MAC.
 func Random() (net.HardwareAddr, error) {
+	// getrandom(2) rather than crypto/rand: six bytes do not need its
+	// DRBG, whose packages' initialisation every hook start would pay.
 	m := make(net.HardwareAddr, 6)
-	if _, err := rand.Read(m); err != nil {
-		return nil, fmt.Errorf("reading random bytes: %w", err)
+	for n := 0; n < len(m); {
+		k, err := unix.Getrandom(m[n:], 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading random bytes: %w", err)
+		}
+		n += k
 	}
 	return local(m), nil
 }

@@ -48,7 +48,8 @@ func DropPrivileges() error {
 	// and a file-capability one does not; no_new_privs below makes the
 	// bounding set moot for the latter.
 	if cur[0].Effective&(1<<unix.CAP_SETPCAP) != 0 {
-		for c := 0; c <= lastCap(); c++ {
+		last := lastCap()
+		for c := 0; c <= last; c++ {
 			if c == netAdmin {
 				continue
 			}
