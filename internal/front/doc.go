@@ -10,11 +10,15 @@
 //
 // A front is a veth pair that stands in for the TAP: its bridge end ("the
 // port", tbv + 10 hex digits) is the bridge port, with a MAC only root can
-// change, and the tenant's frames cross between the TAP and the other end
-// ("the peer", tbw + 10 hex digits) through tc mirred redirects both ways,
-// unchanged. The TAP itself is on no bridge, so its MAC means nothing to
+// change. The tenant's frames cross unchanged, through tc mirred: what the
+// TAP receives from its guest is redirected into the port's ingress, as if
+// the port had received it; what the bridge sends through the port comes
+// out of the other end ("the peer", tbw + 10 hex digits) and is redirected
+// to the TAP. The TAP itself is on no bridge, so its MAC means nothing to
 // anyone but its tenant. The CNI plugin's netns mode has the same shape with
-// the peer and the TAP in the sandbox; its redirects are made here too.
+// the peer and the TAP in the sandbox (where the port is out of reach of a
+// redirect, so the TAP's frames go through the peer); its redirects are
+// made here too.
 //
 // The port carries an alias that names the TAP it stands for, the TAP's
 // ifindex and whether the TAP was persistent when the front was made, so

@@ -103,8 +103,8 @@ func Port(tap string) (netlink.Link, Info, error) {
 }
 
 // Create makes the front of the TAP t: a veth pair with MTU mtu, the port
-// down with a 0xFE MAC derived from its name, the peer and the TAP up and
-// joined by redirects both ways. IPv6 is turned off on the TAP and the
+// down with a 0xFE MAC derived from its name, the peer and the TAP up, the
+// TAP's frames redirected into the port and the peer's to the TAP. IPv6 is turned off on the TAP and the
 // peer, so the host sends nothing of its own to the guest through them.
 // The port is left down and on no bridge: the caller enslaves it, programs
 // its policy, and only then brings it up.
@@ -237,7 +237,8 @@ func rewire(port netlink.Link, t *netlink.Tuntap, mtu int) (netlink.Link, error)
 	return link.Get(portName)
 }
 
-// join redirects the TAP and the peer to each other and brings both up.
+// join redirects the TAP's frames into the port and the peer's to the TAP,
+// and brings the peer and the TAP up.
 func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
 	port, err := link.Get(portName)
 	if err != nil {
@@ -249,7 +250,10 @@ func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
 	}
 	DisableIPv6(t.Attrs().Name)
 	DisableIPv6(peerName)
-	if err := Redirect(t, peer); err != nil {
+	// The guest's frames enter the port straight from the TAP; the
+	// bridge's frames for the guest leave through the port, come out of
+	// the peer and are sent through the TAP.
+	if err := RedirectIngress(t, port); err != nil {
 		return nil, err
 	}
 	if err := Redirect(peer, t); err != nil {
@@ -294,14 +298,23 @@ func upAll(t netlink.Link, peerName string) error {
 	return nil
 }
 
-// joined says whether the TAP and the peer redirect to each other.
+// joined says whether the front carries the TAP's frames both ways: the
+// TAP's into the port (or, as an older tapbridge made fronts, through the
+// peer) and the peer's to the TAP.
 func joined(t netlink.Link, peerName string) error {
 	peer, err := link.Get(peerName)
 	if err != nil {
 		return err
 	}
-	if err := CheckRedirect(t, peer); err != nil {
+	portName, _ := Names(t.Attrs().Name)
+	port, err := link.Get(portName)
+	if err != nil {
 		return err
+	}
+	if err := CheckRedirectIngress(t, port); err != nil {
+		if CheckRedirect(t, peer) != nil {
+			return err
+		}
 	}
 	return CheckRedirect(peer, t)
 }

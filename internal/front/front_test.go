@@ -126,6 +126,155 @@ func TestDeleteTakesQEMUsTAPAlong(t *testing.T) {
 	})
 }
 
+// A front an older tapbridge made, whose TAP redirects to the peer rather
+// than into the port, is still whole: re-running qemu-ifup on a running VM
+// after an upgrade keeps it instead of making it anew.
+func TestCheckAcceptsTheOlderShape(t *testing.T) {
+	nstest.Run(t, func() {
+		tl, err := tap.Create("tap0", tap.DefaultOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		port, _, err := Create(tl, 1500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, peerName := Names("tap0")
+		peer, _ := link.Get(peerName)
+		q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: tl.Attrs().Index, Handle: ingressParent, Parent: netlink.HANDLE_INGRESS}}
+		if err := netlink.QdiscDel(q); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Check(tl); err == nil {
+			t.Fatal("Check passes for a TAP that redirects nowhere")
+		}
+		if err := Redirect(tl, peer); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Check(tl); err != nil {
+			t.Errorf("Check of the older shape = %v", err)
+		}
+		if again, created, err := Create(tl, 1500); err != nil || created || again.Attrs().Index != port.Attrs().Index {
+			t.Errorf("Create over the older shape = %v, %v, %v; want the same front kept", again.Attrs().Index, created, err)
+		}
+	})
+}
+
+// The guest's frames enter the bridge through the front's port, and only
+// once the port is up: a front that is made, or rewired, is down until its
+// policy is in place, and must carry nothing to the bridge meanwhile.
+func TestGuestFramesWaitForThePortToBeUp(t *testing.T) {
+	nstest.Run(t, func() {
+		br, _, err := bridge.Ensure(bridge.Spec{Name: "br0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "sink"}, PeerName: "sinkp"}); err != nil {
+			t.Fatal(err)
+		}
+		// Nothing but the guest's frames: no IPv6 of the host's own (DAD,
+		// MLD, router solicitations) on the bridge or the sink.
+		for _, n := range []string{"br0", "sink", "sinkp"} {
+			DisableIPv6(n)
+		}
+		sink, _ := link.Get("sink")
+		sinkp, _ := link.Get("sinkp")
+		if err := bridge.Attach(sink, br, true); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range []netlink.Link{sink, sinkp} {
+			if err := netlink.LinkSetUp(l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f, name, err := tap.Open("vm0", tap.DefaultOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		tl, _ := link.Get(name)
+		port, _, err := Create(tl, 1500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bridge.Attach(port, br, true); err != nil {
+			t.Fatal(err)
+		}
+		waitCarrier(t, "sinkp")
+		// A broadcast the bridge floods to sink, from the guest.
+		frame := make([]byte, 64)
+		copy(frame, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0, 0, 0, 1, 0x88, 0xb5})
+		send := func() {
+			for i := 0; i < 10; i++ {
+				if _, err := f.Write(frame); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		arrived := guestFrames(t, "sinkp")
+		send()
+		time.Sleep(50 * time.Millisecond) // a frame let through lands within microseconds
+		if got := arrived(); got != 0 {
+			t.Fatalf("%d of 10 frames crossed the bridge while the front's port was down", got)
+		}
+		if err := netlink.LinkSetUp(port); err != nil {
+			t.Fatal(err)
+		}
+		waitForwarding(t, port.Attrs().Name)
+		send()
+		got := 0
+		for end := time.Now().Add(2 * time.Second); got < 10; time.Sleep(time.Millisecond) {
+			if got += arrived(); time.Now().After(end) {
+				t.Fatalf("%d of 10 frames crossed the bridge with the port up", got)
+			}
+		}
+	})
+}
+
+// guestFrames captures on the link name and returns how many of the test
+// guest's frames (EtherType 0x88b5 from 52:54:00:00:00:01) arrived since
+// its last call.
+func guestFrames(tb testing.TB, name string) func() int {
+	l, err := link.Get(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	proto := uint16(unix.ETH_P_ALL<<8&0xff00 | unix.ETH_P_ALL>>8)
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(proto))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: l.Attrs().Index}); err != nil {
+		tb.Fatal(err)
+	}
+	src := []byte{0x52, 0x54, 0, 0, 0, 1}
+	buf := make([]byte, 2048)
+	return func() int {
+		n := 0
+		for {
+			k, _, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil {
+				return n
+			}
+			if k >= 14 && string(buf[6:12]) == string(src) && buf[12] == 0x88 && buf[13] == 0xb5 {
+				n++
+			}
+		}
+	}
+}
+
+// waitForwarding waits until the port name is up with a carrier (STP is
+// off: it forwards from then on).
+func waitForwarding(tb testing.TB, name string) {
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if l, err := netlink.LinkByName(name); err == nil && l.Attrs().OperState == netlink.OperUp {
+			return
+		}
+	}
+	tb.Fatalf("%s is not up after 2s", name)
+}
+
 func TestCreateLeavesForeignLinksAlone(t *testing.T) {
 	nstest.Run(t, func() {
 		tl, _ := tap.Create("tap0", tap.DefaultOptions)
@@ -304,7 +453,7 @@ func dataPath(b *testing.B, mode string, size int) {
 	b.ReportMetric(float64(got)/float64(b.N), "delivered")
 }
 
-func rxPackets(b *testing.B, name string) uint64 {
+func rxPackets(b testing.TB, name string) uint64 {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		b.Fatal(err)
@@ -312,7 +461,7 @@ func rxPackets(b *testing.B, name string) uint64 {
 	return l.Attrs().Statistics.RxPackets
 }
 
-func waitCarrier(b *testing.B, name string) {
+func waitCarrier(b testing.TB, name string) {
 	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
 		if l, err := netlink.LinkByName(name); err == nil && l.Attrs().RawFlags&iffLowerUp != 0 {
 			return

@@ -20,6 +20,21 @@ const redirectPriority = 1
 // mirred egress redirect to to. (u32 rather than matchall: it is in every
 // kernel that has tc.)
 func Redirect(from, to netlink.Link) error {
+	return redirect(from, to, netlink.TCA_EGRESS_REDIR)
+}
+
+// RedirectIngress makes every frame received on from arrive on to, as if
+// to had received it: the same filter with a mirred ingress redirect. A
+// frame the TAP receives from its guest enters the front's port this way,
+// without the veth hop (a transmit, a softirq backlog and a receive); the
+// kernel drops it while the port is down (mirred refuses a device that is
+// down or without carrier), so the port still forwards nothing before its
+// policy is in place.
+func RedirectIngress(from, to netlink.Link) error {
+	return redirect(from, to, netlink.TCA_INGRESS_REDIR)
+}
+
+func redirect(from, to netlink.Link, how netlink.MirredAct) error {
 	q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
 		LinkIndex: from.Attrs().Index,
 		Handle:    ingressParent,
@@ -37,7 +52,7 @@ func Redirect(from, to netlink.Link) error {
 		},
 		Actions: []netlink.Action{&netlink.MirredAction{
 			ActionAttrs:  netlink.ActionAttrs{Action: netlink.TC_ACT_STOLEN},
-			MirredAction: netlink.TCA_EGRESS_REDIR,
+			MirredAction: how,
 			Ifindex:      to.Attrs().Index,
 		}},
 	}
@@ -48,8 +63,17 @@ func Redirect(from, to netlink.Link) error {
 }
 
 // CheckRedirect says whether every frame received on from is redirected
-// to to, and nothing else is done to it.
+// to to (Redirect), and nothing else is done to it.
 func CheckRedirect(from, to netlink.Link) error {
+	return checkRedirect(from, to, netlink.TCA_EGRESS_REDIR)
+}
+
+// CheckRedirectIngress is CheckRedirect for RedirectIngress.
+func CheckRedirectIngress(from, to netlink.Link) error {
+	return checkRedirect(from, to, netlink.TCA_INGRESS_REDIR)
+}
+
+func checkRedirect(from, to netlink.Link, how netlink.MirredAct) error {
 	filters, err := netlinksafe.FilterList(from, ingressParent)
 	if err != nil {
 		return fmt.Errorf("listing the ingress filters of %q: %w", from.Attrs().Name, err)
@@ -63,7 +87,7 @@ func CheckRedirect(from, to netlink.Link) error {
 			continue
 		}
 		m, ok := u.Actions[0].(*netlink.MirredAction)
-		if ok && m.MirredAction == netlink.TCA_EGRESS_REDIR && m.Ifindex == to.Attrs().Index {
+		if ok && m.MirredAction == how && m.Ifindex == to.Attrs().Index {
 			return nil
 		}
 	}
