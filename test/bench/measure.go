@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
 )
@@ -44,6 +45,7 @@ var labels = map[string]string{
 	"start/true":        "/bin/true",
 	"start/gofloor":     "empty Go program",
 	"start/ifup":        "bin/qemu-ifup --help",
+	"start/helper":      "bin/tapbridge-bridge-helper --help (drops its privileges first)",
 	"start/ifup-before": "bin/qemu-ifup --help, before",
 	"start/tapbridge":   "bin/tapbridge version",
 	"hook/off":          "qemu-ifup + qemu-ifdown, guards off",
@@ -66,6 +68,8 @@ var labels = map[string]string{
 	"inproc/fresh":      "vmport.Attach with a new front, default guards (in process)",
 	"kernel/tapclose":   "closing a TAP on a bridge (its unregistration)",
 	"kernel/vethdel":    "deleting a veth pair (one unregistration)",
+	"kernel/port":       "a veth on and off the bridge: enslaved, up, down, released",
+	"kernel/redirect":   "a front's redirects: two ingress qdiscs with a mirred filter each, added and removed",
 	"frames/floor":      "TAP on no bridge (floor)",
 	"frames/off":        "through a front, no policy",
 	"frames/on":         "through a front, all guards",
@@ -84,6 +88,7 @@ func (e *env) startContenders() []contender {
 			timed("start/true", func() error { return run("/bin/true", nil, nil, "--help") }),
 			timed("start/gofloor", func() error { return run(e.goFloor, nil, nil) }),
 			timed("start/ifup", func() error { return run(bin("qemu-ifup"), nil, nil, "--help") }),
+			timed("start/helper", func() error { return run(bin("tapbridge-bridge-helper"), nil, nil, "--help") }),
 			timed("start/tapbridge", func() error { return run(bin("tapbridge"), nil, nil, "version") }),
 		)
 		if e.o.baseline != "" {
@@ -98,7 +103,7 @@ func (e *env) contenders() ([]contender, error) {
 	var cs []contender
 	bin := func(name string) string { return filepath.Join(e.o.bin, name) }
 	before := func(name string) string { return filepath.Join(e.o.baseline, name) }
-	cs = append(cs, tapClose(), vethDel())
+	cs = append(cs, tapClose(), vethDel(), kernelPort(), kernelRedirect())
 	hookEnv := func(conf string) []string {
 		return []string{"PATH=" + os.Getenv("PATH"), "TAPBRIDGE_CONF=" + conf, "TAPBRIDGE_RUN_DIR=" + e.runDir}
 	}
@@ -140,15 +145,23 @@ func (e *env) contenders() ([]contender, error) {
 			"CNI_NETNS=" + sb.Path, "CNI_IFNAME=eth0", "CNI_PATH=" + p.dir, "TAPBRIDGE_RUN_DIR=" + e.runDir,
 		}
 		plugin := filepath.Join(p.dir, p.plugin)
-		cs = append(cs, timed(p.key, func() error {
+		key := p.key
+		// ADD + DEL is the figure; each verb's share is recorded apart
+		// (KEY/add, KEY/del) for the notes.
+		cs = append(cs, contender{key: key, run: func(rec func(string, time.Duration)) error {
+			t0 := time.Now()
 			if err := run(plugin, append(env, "CNI_COMMAND=ADD"), []byte(conf)); err != nil {
-				return fmt.Errorf("ADD: %w", err)
+				return fmt.Errorf("%s: ADD: %w", key, err)
 			}
+			t1 := time.Now()
 			if err := run(plugin, append(env, "CNI_COMMAND=DEL"), []byte(conf)); err != nil {
-				return fmt.Errorf("DEL: %w", err)
+				return fmt.Errorf("%s: DEL: %w", key, err)
 			}
+			rec(key, time.Since(t0))
+			rec(key+"/add", t1.Sub(t0))
+			rec(key+"/del", time.Since(t1))
 			return nil
-		}))
+		}})
 	}
 	on, err := config.Load(e.confOn, false)
 	if err != nil {
@@ -247,6 +260,81 @@ func vethDel() contender {
 			return err
 		}
 		rec("kernel/vethdel", time.Since(t0))
+		return nil
+	}}
+}
+
+// kernelPair is the veth pair kp0 (on br0 while measured) and kp1 of the
+// kernel/port and kernel/redirect rows, made on first use and left to the
+// namespace's deletion.
+func kernelPair() (kp0, kp1 netlink.Link, err error) {
+	if kp0, err = netlink.LinkByName("kp0"); err != nil {
+		if err = netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "kp0"}, PeerName: "kp1"}); err != nil {
+			return nil, nil, err
+		}
+		if kp0, err = netlink.LinkByName("kp0"); err != nil {
+			return nil, nil, err
+		}
+	}
+	if kp1, err = netlink.LinkByName("kp1"); err == nil {
+		err = netlink.LinkSetUp(kp1) // so that kp0 has a carrier and forwards once up
+	}
+	return kp0, kp1, err
+}
+
+// kernelPort is what the bridge costs the kernel when a port joins and
+// leaves it, whoever asks: enslaving a veth and bringing it up, taking it
+// down and releasing it (each port change makes the bridge recompute
+// every port's state). Every bridging front end and anchor pays it.
+func kernelPort() contender {
+	return contender{key: "kernel/port", run: func(rec func(string, time.Duration)) error {
+		kp0, _, err := kernelPair()
+		if err != nil {
+			return err
+		}
+		br, err := netlink.LinkByName("br0")
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		for _, f := range []func() error{
+			func() error { return netlink.LinkSetMaster(kp0, br) },
+			func() error { return netlink.LinkSetUp(kp0) },
+			func() error { return netlink.LinkSetDown(kp0) },
+			func() error { return netlink.LinkSetNoMaster(kp0) },
+		} {
+			if err := f(); err != nil {
+				return fmt.Errorf("kernel/port: %w", err)
+			}
+		}
+		rec("kernel/port", time.Since(t0))
+		return nil
+	}}
+}
+
+// kernelRedirect is what a front's redirects cost the kernel: an ingress
+// qdisc with a match-all filter and a mirred redirect on each end of a
+// veth pair, added and removed (tc, as package front makes them).
+func kernelRedirect() contender {
+	return contender{key: "kernel/redirect", run: func(rec func(string, time.Duration)) error {
+		kp0, kp1, err := kernelPair()
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := front.Redirect(kp0, kp1); err != nil {
+			return err
+		}
+		if err := front.Redirect(kp1, kp0); err != nil {
+			return err
+		}
+		for _, l := range []netlink.Link{kp0, kp1} {
+			q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.Attrs().Index, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_INGRESS}}
+			if err := netlink.QdiscDel(q); err != nil {
+				return fmt.Errorf("kernel/redirect: %w", err)
+			}
+		}
+		rec("kernel/redirect", time.Since(t0))
 		return nil
 	}}
 }

@@ -143,8 +143,8 @@ var groups = []struct {
 	keys  []string
 	base  string // the anchor the ratio column is against
 }{
-	{"Hook binary start (process start, `--help`; a phase of its own, 10× the rounds)", []string{"start/true", "start/gofloor", "start/ifup", "start/ifup-before", "start/tapbridge"}, "start/true"},
-	{"The kernel's share: link deletions every front end and anchor pays", []string{"kernel/tapclose", "kernel/vethdel"}, ""},
+	{"Hook binary start (process start, `--help`; a phase of its own, 10× the rounds)", []string{"start/true", "start/gofloor", "start/ifup", "start/ifup-before", "start/helper", "start/tapbridge"}, "start/true"},
+	{"The kernel's share: link deletions every front end and anchor pays, and what a port and a front's redirects cost it", []string{"kernel/tapclose", "kernel/vethdel", "kernel/port", "kernel/redirect"}, ""},
 	{"One VM through `-netdev tap,script=,downscript=` (up script, down script, TAP close)", []string{"hook/shell", "hook/off", "hook/on", "hook/on-before"}, "hook/shell"},
 	{"One VM through `-netdev bridge,helper=` (helper run, descriptor received, TAP closed)", []string{"helper/qemu", "helper/tb", "helper/tb-before"}, "helper/qemu"},
 	{"CNI ADD + DEL, netns mode, each plugin run directly as a runtime runs it", []string{"cni/noop", "cni/bridge", "cni/tap", "cni/tb", "cni/tb-before"}, "cni/bridge"},
@@ -339,7 +339,7 @@ func (r *results) plotScale(file string) error {
 		{"-netdev tap, script= (one VM: up, down, close)", []string{"hook/shell", "hook/off", "hook/on", "hook/on-before"}},
 		{"-netdev bridge, helper= (attach, close)", []string{"helper/qemu", "helper/tb", "helper/tb-before"}},
 		{"CNI ADD + DEL, netns mode", []string{"cni/noop", "cni/bridge", "cni/tap", "cni/tb", "cni/tb-before"}},
-		{"in process, and the kernel's share", []string{"inproc/attach", "inproc/detach", "inproc/takeover", "kernel/tapclose", "kernel/vethdel"}},
+		{"in process, and the kernel's share", []string{"inproc/attach", "inproc/detach", "inproc/takeover", "kernel/tapclose", "kernel/vethdel", "kernel/port", "kernel/redirect"}},
 	}
 	const rows, cols = 2, 2
 	plots := make([][]*plot.Plot, rows)
@@ -446,15 +446,25 @@ func (r *results) notes(p func(string, ...any)) {
 		p("- **Hooks.** A VM's end costs the kernel one unregistration whoever does it: closing a TAP on a bridge takes %.1f ms here, deleting a veth pair %.1f ms (RCU grace periods and an RCU barrier, which a loaded host stretches). The shell script pays it once (`ip link del`); qemu-ifdown now pays it once too, for the front and QEMU's TAP together (one device group), where it paid it twice before. With two process starts (%.2f ms each) that alone is %.1f ms, %.2f× the script's %.1f ms, before any attach work (in process %.2f ms for an attach and %.2f ms for a detach with every guard on, the detach mostly waiting for the same grace periods): %s.\n",
 			tapClose, vethDel, start, floor, floor/m("hook/shell"), m("hook/shell"), m("inproc/attach"), m("inproc/detach"), verdict)
 	}
+	before := func(key string, scale int) string {
+		if !r.has(scale, key) {
+			return ""
+		}
+		return fmt.Sprintf(" (before: %.1f ms)", r.med(scale, key))
+	}
 	if r.has(small, "helper/qemu") {
-		p("- **Bridge helper.** Both helpers' TAPs are closed by QEMU (%.1f ms of unregistration, the same for both). qemu-bridge-helper then has %.1f ms of its own; tapbridge's adds a Go start (%.2f ms against %.2f ms for /bin/true), the front (taken over and rewired when the TAP name was a vanished VM's, which the kernel's lowest-free tap%%d makes the rule) and the port policy. At %d VMs the helper no longer lists every link and policy (before: %.1f ms there, %.1f ms at 10); the kernel's own cost of a TAP grows with the links in the namespace (qemu-bridge-helper %.2f×), and tapbridge's helper grows %.2f×.\n",
-			tapClose, m("helper/qemu")-tapClose, start, m("start/true"), big, r.med(big, "helper/tb-before"), m("helper/tb-before"), r.med(big, "helper/qemu")/m("helper/qemu"), r.med(big, "helper/tb")/m("helper/tb"))
+		drop := ""
+		if r.has(small, "start/helper") {
+			drop = fmt.Sprintf(", the dropping of its privileges (`tapbridge-bridge-helper --help` starts in %.2f ms against qemu-ifup's %.2f ms: keeping CAP_NET_ADMIN only takes one system call per capability for the bounding set, about 40, and each runs on every thread of the Go runtime through AllThreadsSyscall, which stops the world and signals every thread, where C's single thread makes one call)", m("start/helper"), start)
+		}
+		p("- **Bridge helper.** Both helpers' TAPs are closed by QEMU (%.1f ms of unregistration, the same for both). qemu-bridge-helper then has %.1f ms of its own; tapbridge's adds a Go start (%.2f ms against %.2f ms for /bin/true)%s, the front (taken over and rewired when the TAP name was a vanished VM's, which the kernel's lowest-free tap%%d makes the rule) and the port policy. At %d VMs the kernel's own cost of a TAP grows with the links in the namespace (qemu-bridge-helper %.2f×), and tapbridge's helper grows %.2f×%s.\n",
+			tapClose, m("helper/qemu")-tapClose, start, m("start/true"), drop, big, r.med(big, "helper/qemu")/m("helper/qemu"), r.med(big, "helper/tb")/m("helper/tb"), before("helper/tb-before", small))
 	}
 	if r.has(small, "inproc/takeover") {
 		to, fr := m("inproc/takeover"), m("inproc/fresh")
 		why := "rewiring a front costs no more than making one"
 		if to > 1.5*fr {
-			why = "rewiring is a few netlink messages; replacing the port policy left on the port (an nftables commit that flushes the port's rules) is most of it, and it waits for the kernel's RCU work after the TAP's close: that is the port policy's to make cheap (an unchanged policy left as it is, per-port data replaced in sets)"
+			why = "rewiring costs more than making a front here"
 		}
 		p("- **Where the helper's own time goes.** In process, right after a TAP's close, an attach that takes over the vanished TAP's front takes %.1f ms, one with a new front %.1f ms: %s.\n", to, fr, why)
 	}
@@ -471,13 +481,27 @@ func (r *results) notes(p func(string, ...any)) {
 		if floor >= 1.5 {
 			room = "so no Go hook reaches 1.5× on this machine"
 		}
-		p("- **Hook start.** An empty Go program starts in %.2f× the time of /bin/true here (the runtime's own set-up: threads, heap, a static binary's pages), %s. Its package initialisation is %.2f ms in all over %.0f packages, none of them doing much (the longest, `%s`, %.3f ms; below): the rest is the size of what it links (netlink, nftables, JSON), all of which it uses. It links none of the CNI plugin's or the CLI's packages (no OpenTelemetry, no pflag, no CNI skel or invoke: only the CNI types its configuration schema shares, and netlinksafe), so there was no package-level work to make lazy or dependency to drop without dropping what the hook does.\n",
-			floor, room, median(in["(total)"]), median(in["(packages)"]), top, topMS)
+		p("- **Hook start.** An empty Go program starts in %.2f× the time of /bin/true here (the runtime's own set-up: threads, heap, a static binary's pages), %s%s. Its package initialisation is %.2f ms in all over %.0f packages (the longest, `%s`, %.3f ms; below), most of it the first touch of each package's pages. Two initialisers of tapbridge's own making were dropped: libvirt's package-level regular expression (a byte loop checks a domain UUID now) and crypto/rand in package mac (getrandom(2) gives a random MAC's six bytes; crypto/rand's DRBG and AES packages no longer initialise at every start). What is left is what the hook uses: netlink, nftables, JSON, the libvirt domain XML (encoding/xml), the SHA-256 of the front and MAC names (its FIPS packages initialise with it), and the `internal/godebug` set-up that `time` and `os` bring to every Go program that is more than empty. It links none of the CNI plugin's or the CLI's packages (no pflag, no CNI skel or invoke: only the CNI types its configuration schema shares, and netlinksafe).\n",
+			floor, room, before("start/ifup-before", small), median(in["(total)"]), median(in["(packages)"]), top, topMS)
 	}
 	if r.has(small, "cni/bridge") {
 		noop := m("cni/noop")
-		p("- **CNI.** Above the exec floor (the noop plugin, %.1f ms for ADD+DEL) tapbridge takes %.1f ms against the upstream bridge plugin's %.1f ms (before: %.1f ms). DEL deletes the TAP, the veth peer and the host veth in one unregistration (one device group) while the port's policy is removed (the upstream plugin has no policy); ADD makes a TAP, a veth pair, four tc objects and the port policy, where the upstream plugin makes a veth pair.\n",
-			noop, m("cni/tb")-noop, m("cni/bridge")-noop, m("cni/tb-before")-noop)
+		p("- **CNI.** Above the exec floor (the noop plugin, %.1f ms for ADD+DEL) tapbridge takes %.1f ms against the upstream bridge plugin's %.1f ms%s. DEL costs the same as the upstream plugin's (%.1f ms against %.1f ms): one unregistration each, ours deleting the TAP, the veth peer and the host veth together (one device group) while the port's policy is removed. ADD is where the difference is (%.1f ms against %.1f ms, the noop plugin's %.1f ms): tapbridge's binary is larger and starts slower (%.2f ms against the empty Go program's %.2f ms), and it makes a TAP, a veth pair, four tc objects and the port policy in an nftables commit, where the upstream plugin makes a veth pair. ≤ 0.8× would leave tapbridge less than the unregistration both plugins wait for.\n",
+			noop, m("cni/tb")-noop, m("cni/bridge")-noop, before("cni/tb-before", small), m("cni/tb/del"), m("cni/bridge/del"), m("cni/tb/add"), m("cni/bridge/add"), m("cni/noop/add"), m("start/tapbridge"), m("start/gofloor"))
 	}
-	p("- **Flat scale and frames/s with guards** depend on the port policy's shape (one shared ruleset with per-port data in sets), which is another change; this report measures them as they are.\n\n")
+	if r.has(big, "inproc/attach") && r.has(big, "kernel/port") {
+		g := func(k string) float64 { return r.med(big, k) / m(k) }
+		offG, onG := r.med(big, "inproc/attach-off")/m("inproc/attach-off"), g("inproc/attach")
+		policy := "what grows is not the policy. It is"
+		if offG < 0.8*onG {
+			policy = "the policy's share grows too. The rest is"
+		}
+		p("- **Flat scale.** The port policy is one fixed ruleset with per-port data in sets (a port adds set elements, never a chain the kernel re-validates); an attach with every guard off grows %.2f× at %d VMs, one with every guard on %.2f×: %s the kernel's per-port work, which every bridging front end pays: taking a veth on and off the bridge (enslave, up, down, release) costs the kernel %.2f ms at 10 VMs and %.2f ms at %d (%.2f×; the bridge recomputes every port's state at each port's change, and walks its forwarding database and its list of lower devices), and a front's redirects (two ingress qdiscs with a mirred filter each, added and removed) %.2f ms and %.2f ms (%.2f×; each ingress qdisc is bound to and unbound from the kernel's one list of offload blocks, which it searches). A profile (`perf record -g` of the in-process attach and detach at 1000 and 10 VMs) names the same kernel functions and one more: every unregistration walks the global list of mirred actions (two per front) under a spin lock (mirred_device_event), and deleting a device group walks every link of the namespace twice (rtnl_group_dellink), which saves qemu-ifdown a second unregistration of %.1f ms and costs it about 1 ms at 1000 VMs.\n",
+			offG, big, onG, policy, m("kernel/port"), r.med(big, "kernel/port"), big, g("kernel/port"), m("kernel/redirect"), r.med(big, "kernel/redirect"), g("kernel/redirect"), tapClose)
+	}
+	if on, off := median(r.frames["frames/on/64"]), median(r.frames["frames/off/64"]); on > 0 && off > 0 {
+		p("- **Frames/s with guards.** With every guard on a front carries %.2f× (64 bytes) and %.2f× (1400 bytes) the frames of one without a policy: one lookup in a concatenated set answers both spoof checks for the common frame. A guest's frames enter the front's port straight from the TAP (a mirred ingress redirect), without a veth hop.\n",
+			on/off, median(r.frames["frames/on/1400"])/median(r.frames["frames/off/1400"]))
+	}
+	p("\n")
 }
