@@ -262,20 +262,49 @@ func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
 	// One device group for the port, the peer and a TAP that QEMU (or the
 	// helper) made, which goes with its last descriptor anyway: Delete
 	// removes them in one kernel operation. A persistent TAP is not the
-	// front's to delete.
+	// front's to delete. The peer and the TAP come up in the message that
+	// sets their group (the port stays down: the caller brings it up once
+	// its policy is in place).
 	g := Group(port)
-	members := []netlink.Link{port, peer}
-	if tt, ok := t.(*netlink.Tuntap); ok && tt.NonPersist {
-		members = append(members, t)
-	}
-	for _, l := range members {
-		if l.Attrs().Group != g {
-			if err := netlink.LinkSetGroup(l, int(g)); err != nil {
-				return nil, fmt.Errorf("setting the device group of %q: %w", l.Attrs().Name, err)
-			}
+	if port.Attrs().Group != g {
+		if err := setLink(port, g, false); err != nil {
+			return nil, fmt.Errorf("setting the device group of %q: %w", portName, err)
 		}
 	}
-	return port, upAll(t, peerName)
+	grouped := false
+	if tt, ok := t.(*netlink.Tuntap); ok && tt.NonPersist {
+		grouped = true
+	}
+	for _, l := range []struct {
+		link  netlink.Link
+		group bool
+	}{{peer, true}, {t, grouped}} {
+		var g2 uint32
+		if l.group {
+			g2 = g
+		}
+		if err := setLink(l.link, g2, true); err != nil {
+			return nil, fmt.Errorf("bringing %q up in device group %#x: %w", l.link.Attrs().Name, g2, err)
+		}
+	}
+	return port, nil
+}
+
+// setLink puts l in device group g (none when g is 0) and, when up, brings
+// it up: one RTM_NEWLINK instead of one per change.
+func setLink(l netlink.Link, g uint32, up bool) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(l.Attrs().Index)
+	if up {
+		msg.Change, msg.Flags = unix.IFF_UP, unix.IFF_UP
+	}
+	req.AddData(msg)
+	if g != 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(g)))
+	}
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
 }
 
 // upAll brings the peer and the TAP up.

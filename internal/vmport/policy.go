@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/mac"
 	"github.com/tapbridge/tapbridge/internal/policy"
@@ -54,13 +56,13 @@ func Spec(c *config.Conf, p Port) (policy.Spec, error) {
 // orTrue is the value of an optional key that defaults to on.
 func orTrue(b *bool) bool { return b == nil || *b }
 
-// applyPolicy programs spec (from Spec) on the port, which is already a
-// port of its bridge. The caller holds the policy lock (Attach takes it
+// applyPolicy programs spec (from Spec) on the port, which Attach has just
+// made a port of br. The caller holds the policy lock (Attach takes it
 // before it makes or rewires the front).
-func applyPolicy(c *config.Conf, port string, spec policy.Spec) error {
-	if err := policy.Apply(port, spec); err != nil {
+func applyPolicy(c *config.Conf, port netlink.Link, br *netlink.Bridge, spec policy.Spec) error {
+	if err := policy.ApplyPort(port, br, spec); err != nil {
 		if errors.Is(err, policy.ErrVLANUnsupported) {
-			return fmt.Errorf("port %q: %w", port, config.FieldError("vlan", err, "%d", c.VLAN))
+			return fmt.Errorf("port %q: %w", port.Attrs().Name, config.FieldError("vlan", err, "%d", c.VLAN))
 		}
 		return err
 	}

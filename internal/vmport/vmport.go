@@ -149,7 +149,7 @@ func Attach(c *config.Conf, p Port) error {
 		return fail(err)
 	}
 	failpoint.Hit("attach:enslaved") // on the bridge, down, no policy yet
-	if err := applyPolicy(c, port, spec); err != nil {
+	if err := applyPolicy(c, link, br, spec); err != nil {
 		return fail(err)
 	}
 	// The host has no business on a bridge port's own IP stack: an IPv6
