@@ -294,11 +294,6 @@ func setupSandbox(c *config.Conf, rec *record, mtu int) (t netlink.Link, made bo
 		}
 	}
 	g := Group(rec.ContainerID, rec.IfName)
-	for _, l := range []netlink.Link{peer, t} {
-		if err := netlink.LinkSetGroup(l, int(g)); err != nil {
-			return nil, true, fmt.Errorf("setting the device group of %q: %w", l.Attrs().Name, err)
-		}
-	}
 	front.DisableIPv6(rec.Peer)
 	front.DisableIPv6(rec.TAP)
 	if err := front.Redirect(t, peer); err != nil {
@@ -307,9 +302,11 @@ func setupSandbox(c *config.Conf, rec *record, mtu int) (t netlink.Link, made bo
 	if err := front.Redirect(peer, t); err != nil {
 		return nil, true, err
 	}
+	// Each joins the attachment's device group (so that DEL deletes them
+	// in one unregistration) and comes up in one message.
 	for _, l := range []netlink.Link{peer, t} {
-		if err := netlink.LinkSetUp(l); err != nil {
-			return nil, true, fmt.Errorf("bringing %q up: %w", l.Attrs().Name, err)
+		if err := front.SetLink(l, g, true); err != nil {
+			return nil, true, fmt.Errorf("bringing %q up in device group %#x: %w", l.Attrs().Name, g, err)
 		}
 	}
 	return t, true, nil

@@ -267,7 +267,7 @@ func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
 	// its policy is in place).
 	g := Group(port)
 	if port.Attrs().Group != g {
-		if err := setLink(port, g, false); err != nil {
+		if err := SetLink(port, g, false); err != nil {
 			return nil, fmt.Errorf("setting the device group of %q: %w", portName, err)
 		}
 	}
@@ -283,7 +283,7 @@ func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
 		if l.group {
 			g2 = g
 		}
-		if err := setLink(l.link, g2, true); err != nil {
+		if err := SetLink(l.link, g2, true); err != nil {
 			return nil, fmt.Errorf("bringing %q up in device group %#x: %w", l.link.Attrs().Name, g2, err)
 		}
 	}
@@ -292,7 +292,7 @@ func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
 
 // setLink puts l in device group g (none when g is 0) and, when up, brings
 // it up: one RTM_NEWLINK instead of one per change.
-func setLink(l netlink.Link, g uint32, up bool) error {
+func SetLink(l netlink.Link, g uint32, up bool) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Index = int32(l.Attrs().Index)
