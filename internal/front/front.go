@@ -125,8 +125,13 @@ func Create(t netlink.Link, mtu int) (port netlink.Link, created bool, err error
 	portName, peerName := Names(ta.Name)
 	if old, i, err := Port(ta.Name); err == nil {
 		if i.TAPIndex == ta.Index && joined(t, peerName) == nil {
-			// A run killed before the end of join left them down.
-			if err := upAll(t, peerName); err != nil {
+			// A run killed before the end of join left them out of their
+			// device group, or down.
+			peer, err := link.Get(peerName)
+			if err != nil {
+				return nil, false, err
+			}
+			if err := finish(t, old, peer); err != nil {
 				return nil, false, err
 			}
 			return old, false, nil
@@ -259,16 +264,21 @@ func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
 	if err := Redirect(peer, t); err != nil {
 		return nil, err
 	}
-	// One device group for the port, the peer and a TAP that QEMU (or the
-	// helper) made, which goes with its last descriptor anyway: Delete
-	// removes them in one kernel operation. A persistent TAP is not the
-	// front's to delete. The peer and the TAP come up in the message that
-	// sets their group (the port stays down: the caller brings it up once
-	// its policy is in place).
+	return port, finish(t, port, peer)
+}
+
+// finish puts the port, the peer and a TAP that QEMU (or the helper) made
+// in the front's device group, and brings the peer and the TAP up. The
+// TAP goes with its last descriptor anyway, so Delete removes the three in
+// one kernel operation; a persistent TAP is not the front's to delete. The
+// peer and the TAP come up in the message that sets their group; the port
+// stays as it is (down, for a new front: the caller brings it up once its
+// policy is in place). It is idempotent.
+func finish(t, port, peer netlink.Link) error {
 	g := Group(port)
 	if port.Attrs().Group != g {
 		if err := SetLink(port, g, false); err != nil {
-			return nil, fmt.Errorf("setting the device group of %q: %w", portName, err)
+			return fmt.Errorf("setting the device group of %q: %w", port.Attrs().Name, err)
 		}
 	}
 	grouped := false
@@ -284,13 +294,13 @@ func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
 			g2 = g
 		}
 		if err := SetLink(l.link, g2, true); err != nil {
-			return nil, fmt.Errorf("bringing %q up in device group %#x: %w", l.link.Attrs().Name, g2, err)
+			return fmt.Errorf("bringing %q up in device group %#x: %w", l.link.Attrs().Name, g2, err)
 		}
 	}
-	return port, nil
+	return nil
 }
 
-// setLink puts l in device group g (none when g is 0) and, when up, brings
+// SetLink puts l in device group g (none when g is 0) and, when up, brings
 // it up: one RTM_NEWLINK instead of one per change.
 func SetLink(l netlink.Link, g uint32, up bool) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
@@ -305,26 +315,6 @@ func SetLink(l netlink.Link, g uint32, up bool) error {
 	}
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	return err
-}
-
-// upAll brings the peer and the TAP up.
-func upAll(t netlink.Link, peerName string) error {
-	peer, err := link.Get(peerName)
-	if err != nil {
-		return err
-	}
-	t, err = link.Get(t.Attrs().Name)
-	if err != nil {
-		return err
-	}
-	for _, l := range []netlink.Link{peer, t} {
-		if l.Attrs().Flags&net.FlagUp == 0 {
-			if err := netlink.LinkSetUp(l); err != nil {
-				return fmt.Errorf("bringing %q up: %w", l.Attrs().Name, err)
-			}
-		}
-	}
-	return nil
 }
 
 // joined says whether the front carries the TAP's frames both ways: the
@@ -388,6 +378,12 @@ func DeleteWhile(tap string, f func() error) error {
 	if err != nil {
 		return err
 	}
+	return DeletePortWhile(tap, port, f)
+}
+
+// DeletePortWhile is DeleteWhile for a caller that has just looked up the
+// front's port (Port) and need not have it looked up again.
+func DeletePortWhile(tap string, port netlink.Link, f func() error) error {
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("deleting the front %q of TAP %q: %w", port.Attrs().Name, tap, err)

@@ -189,11 +189,13 @@ func Detach(c *config.Conf, name string) error {
 				return fmt.Errorf("taking %q down: %w", port, err)
 			}
 		}
-		if err := bridge.Detach(port); err != nil {
-			return err
+		if fp.Attrs().MasterIndex != 0 {
+			if err := netlink.LinkSetNoMaster(fp); err != nil && !errors.Is(err, unix.ENODEV) {
+				return fmt.Errorf("detaching %q from its bridge: %w", port, err)
+			}
 		}
 		failpoint.Hit("detach:unbridged") // off the bridge, policy still there
-		return front.DeleteWhile(name, func() error { return removePolicy(port) })
+		return front.DeletePortWhile(name, fp, func() error { return removePolicy(port) })
 	case !errors.Is(err, link.ErrNotFound):
 		return err
 	}
