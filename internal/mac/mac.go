@@ -10,8 +10,8 @@ import (
 
 // Random returns a random locally administered unicast MAC.
 func Random() (net.HardwareAddr, error) {
-	// getrandom(2) rather than crypto/rand: six bytes do not need its
-	// DRBG, whose packages' initialisation every hook start would pay.
+	// getrandom(2) rather than crypto/rand, which would link math/big and
+	// four more packages into every binary that has this package.
 	m := make(net.HardwareAddr, 6)
 	for n := 0; n < len(m); {
 		k, err := unix.Getrandom(m[n:], 0)
