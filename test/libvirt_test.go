@@ -120,7 +120,7 @@ func startLibvirtd(t *testing.T, hv *testbed.NetNS, conf string) *libvirtd {
 		t.Fatal(err)
 	}
 	cmd := hv.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", libvirtSetup, "sh", dir, binDir, hook)
-	cmd.Env = libvirtEnv
+	cmd.Env = libvirtEnv()
 	l := &libvirtd{hv: hv, dir: dir, d: testbed.StartDaemon(t, "libvirtd", cmd)}
 	t.Cleanup(func() { l.stop(t) })
 	l.d.WaitReady(t, func() error { _, err := l.virsh("version"); return err })
@@ -128,10 +128,12 @@ func startLibvirtd(t *testing.T, hv *testbed.NetNS, conf string) *libvirtd {
 }
 
 // libvirtEnv is the environment of libvirtd and of the commands run in its
-// namespaces. libvirtd runs its hooks, and QEMU its bridge helper, with an
-// environment of their own, without GOCOVERDIR: coverage of those runs is
-// not collected (docs/testing.md).
-var libvirtEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C"}
+// namespaces. libvirtd runs its hooks, and its QEMU the bridge helper, with
+// an environment of its own, without GOCOVERDIR: the coverage of those runs
+// is not collected (docs/testing.md).
+func libvirtEnv() []string {
+	return testbed.Env("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C")
+}
 
 // stop destroys the running domains, stops libvirtd (SIGTERM, then
 // SIGKILL) and kills what QEMU is left, each by PID.
@@ -234,7 +236,7 @@ func (l *libvirtd) sessionVirsh(args ...string) (string, error) {
 
 // nsenter is the command line that enters libvirtd's namespaces.
 func (l *libvirtd) nsenter(args ...string) *exec.Cmd {
-	return l.d.Enter(libvirtEnv, args...)
+	return l.d.Enter(libvirtEnv(), args...)
 }
 
 // run runs a command in libvirtd's namespaces, as the host's root would.
