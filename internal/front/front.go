@@ -125,8 +125,13 @@ func Create(t netlink.Link, mtu int) (port netlink.Link, created bool, err error
 	portName, peerName := Names(ta.Name)
 	if old, i, err := Port(ta.Name); err == nil {
 		if i.TAPIndex == ta.Index && joined(t, peerName) == nil {
-			// A run killed before the end of join left them down.
-			if err := upAll(t, peerName); err != nil {
+			// A run killed before the end of join left them down, or
+			// out of their device group.
+			peer, err := link.Get(peerName)
+			if err == nil {
+				err = finish(t, old, peer)
+			}
+			if err != nil {
 				return nil, false, err
 			}
 			return old, false, nil
@@ -255,6 +260,13 @@ func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
 	if err := Redirect(peer, t); err != nil {
 		return nil, err
 	}
+	return port, finish(t, port, peer)
+}
+
+// finish puts the front into its device group and brings the peer and the
+// TAP up: the last steps of join, which a run killed before them leaves to
+// the next.
+func finish(t, port, peer netlink.Link) error {
 	// One device group for the port, the peer and a TAP that QEMU (or the
 	// helper) made, which goes with its last descriptor anyway: Delete
 	// removes them in one kernel operation. A persistent TAP is not the
@@ -267,11 +279,11 @@ func join(t netlink.Link, portName, peerName string) (netlink.Link, error) {
 	for _, l := range members {
 		if l.Attrs().Group != g {
 			if err := netlink.LinkSetGroup(l, int(g)); err != nil {
-				return nil, fmt.Errorf("setting the device group of %q: %w", l.Attrs().Name, err)
+				return fmt.Errorf("setting the device group of %q: %w", l.Attrs().Name, err)
 			}
 		}
 	}
-	return port, upAll(t, peerName)
+	return upAll(t, peer.Attrs().Name)
 }
 
 // upAll brings the peer and the TAP up.
