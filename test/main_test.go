@@ -28,12 +28,13 @@ func run(m *testing.M) int {
 	// write their counters where make test collects them; those run with an
 	// explicit environment get it from testbed.Env. Any user may write
 	// there: QEMU's user nobody runs qemu-ifup, and the helper installed
-	// with a file capability runs as its caller.
+	// with a file capability runs as its caller. Not sticky: every run
+	// replaces the meta-data file (rename), whoever wrote it last.
 	if d := testbed.CoverDir(); d != "" {
 		os.Setenv("GOCOVERDIR", d)
 		err := os.MkdirAll(d, 0o755)
 		if err == nil {
-			err = os.Chmod(d, 0o777|os.ModeSticky)
+			err = os.Chmod(d, 0o777)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
