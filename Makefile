@@ -19,8 +19,19 @@ DEB_PACKAGES := qemu-system-x86 dnsmasq-base busybox-static linux-image-cloud-am
 TEST_TIMEOUT ?= 15m
 
 LDFLAGS := -s -w -X github.com/tapbridge/tapbridge/internal/cli.Version=$(VERSION)
-GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+# build-cover sets it; what build, install and deb ship is built without.
+COVER_BUILD_FLAGS :=
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath $(COVER_BUILD_FLAGS) -ldflags '$(LDFLAGS)'
 TEST_ENV := TAPBRIDGE_BIN_DIR=$(BIN_DIR) CNI_TOOLS_DIR=$(CNI_TOOLS_DIR)
+# make test counts coverage of internal/ (docs/testing.md): the unit tests'
+# own and that of the binaries the end-to-end suite runs, built with -cover
+# into COVER_BIN_DIR (never what build, install or deb ship).
+COVER_DIR     ?= $(CURDIR)/.cache/cover
+COVER_BIN_DIR := $(COVER_DIR)/bin
+COVER_MODULE  := github.com/tapbridge/tapbridge
+# counted: internal/ (a binary also counts its main package, or it writes nothing)
+COVER_PKG     := $(COVER_MODULE)/internal/...
+COVER_ENV     := TAPBRIDGE_BIN_DIR=$(COVER_BIN_DIR) CNI_TOOLS_DIR=$(CNI_TOOLS_DIR) TAPBRIDGE_TEST_GOCOVERDIR=$(COVER_DIR)/e2e
 
 # make install / uninstall (packaging/install.sh does the work).
 SYSCONFDIR  ?= /etc
@@ -34,7 +45,7 @@ INSTALL_ENV = DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' SYSCONFDIR='$(SYSCONFDIR)'
 DEB_DIR     ?= $(CURDIR)/.cache/deb
 DEB_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v//; s/-([0-9]+)-g/+\1.g/; s/-/~/g')
 
-.PHONY: help build install uninstall deb test test-unit test-kernel deps tools lint bench bench-go demo clean
+.PHONY: help build build-cover install uninstall deb test test-unit test-kernel coverage deps tools lint bench bench-go demo clean
 
 help: ## show this help
 	@echo "tapbridge: QEMU VMs on the LAN through a Linux bridge"
@@ -50,6 +61,9 @@ build: ## build bin/tapbridge, bin/qemu-ifup, bin/qemu-ifdown, bin/tapbridge-bri
 		$(GOBUILD) -o $(BIN_DIR)/qemu-ifup ./qemu-ifup && \
 		ln -sf qemu-ifup $(BIN_DIR)/qemu-ifdown && \
 		ln -sf qemu-ifup $(BIN_DIR)/tapbridge-bridge-helper; fi
+
+build-cover: ## the same binaries built with -cover into .cache/cover/bin, for make test only
+	@$(MAKE) --no-print-directory build BIN_DIR=$(COVER_BIN_DIR) COVER_BUILD_FLAGS='-cover -coverpkg=$(COVER_MODULE)/...'
 
 install: build ## install binaries, units, man pages, completion, example configs; HELPER=setuid|caps|none (default: keep)
 	$(INSTALL_ENV) sh packaging/install.sh install
@@ -78,9 +92,15 @@ tools: ## build cnitool and the upstream CNI plugins (bridge, host-local, static
 		github.com/containernetworking/plugins/plugins/ipam/host-local@$(PLUGINS_VERSION) \
 		github.com/containernetworking/plugins/plugins/ipam/static@$(PLUGINS_VERSION)
 
-test: deps build tools ## install what is needed, then run every test (the privileged ones too when root)
-	$(TEST_ENV) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+test: deps build build-cover tools ## install what is needed, then run every test (the privileged ones too when root) and print the coverage
+	@rm -rf $(COVER_DIR)/unit $(COVER_DIR)/e2e && mkdir -p $(COVER_DIR)/unit $(COVER_DIR)/e2e
+	$(COVER_ENV) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -cover -coverpkg=$(COVER_PKG) ./... -args -test.gocoverdir=$(COVER_DIR)/unit
+	@$(MAKE) --no-print-directory coverage
 	@$(MAKE) --no-print-directory test-kernel
+
+coverage: ## the total coverage of internal/ that the last make test collected (unit + end-to-end)
+	@$(GO) tool covdata textfmt -i=$(COVER_DIR)/unit,$(COVER_DIR)/e2e -pkg=$(COVER_PKG) -o $(COVER_DIR)/profile.txt
+	@$(GO) tool cover -func=$(COVER_DIR)/profile.txt | awk '$$1 == "total:" {print "coverage: " $$3 " of statements in internal/ (unit + end-to-end)"}'
 
 test-kernel: build tools ## the privileged tests again, on Debian's cloud kernel under QEMU (docs/kernel.md)
 	$(TEST_ENV) TAPBRIDGE_TEST_KERNEL=1 $(GO) test -count=1 -v -timeout 30m -run '^TestKernel$$' ./test/kernel/

@@ -56,10 +56,10 @@ func BenchmarkCNIAddDel(b *testing.B) {
 				b.Fatal(err)
 			}
 			cmd := bed.hv.Command("sh", "-c", benchScript, "sh", tool("cnitool"), sb.Path, strconv.Itoa(b.N))
-			cmd.Env = []string{
-				"PATH=" + os.Getenv("PATH"), "TB_VARLIB=" + bed.varLib, "NETCONFPATH=" + bed.confDir,
-				"CNI_PATH=" + strings.Join(bed.path, ":"), "TAPBRIDGE_RUN_DIR=" + bed.runDir,
-			}
+			cmd.Env = testbed.Env(
+				"PATH="+os.Getenv("PATH"), "TB_VARLIB="+bed.varLib, "NETCONFPATH="+bed.confDir,
+				"CNI_PATH="+strings.Join(bed.path, ":"), "TAPBRIDGE_RUN_DIR="+bed.runDir,
+			)
 			stdin, err := cmd.StdinPipe()
 			if err != nil {
 				b.Fatal(err)

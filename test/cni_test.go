@@ -131,7 +131,7 @@ func (b *cniBed) mustAdd(t testing.TB, list *libcni.NetworkConfigList, rt *libcn
 // on stdin. It returns stdout.
 func (b *cniBed) plugin(env map[string]string, stdin []byte) (string, error) {
 	cmd := b.hv.Command(bin("tapbridge"))
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TAPBRIDGE_RUN_DIR=" + b.runDir, "CNI_PATH=" + strings.Join(b.path, ":")}
+	cmd.Env = testbed.Env("PATH="+os.Getenv("PATH"), "TAPBRIDGE_RUN_DIR="+b.runDir, "CNI_PATH="+strings.Join(b.path, ":"))
 	for _, k := range slicesSorted(env) {
 		if env[k] != "" {
 			cmd.Env = append(cmd.Env, k+"="+env[k])
@@ -164,10 +164,10 @@ func slicesSorted(m map[string]string) []string {
 func (b *cniBed) cnitool(extra []string, args ...string) (string, error) {
 	script := `mount --bind "$TB_VARLIB" /var/lib && exec "$@"`
 	cmd := b.hv.Command("sh", append([]string{"-c", script, "sh", tool("cnitool")}, args...)...)
-	cmd.Env = append([]string{
-		"PATH=" + os.Getenv("PATH"), "TB_VARLIB=" + b.varLib, "NETCONFPATH=" + b.confDir,
-		"CNI_PATH=" + strings.Join(b.path, ":"), "TAPBRIDGE_RUN_DIR=" + b.runDir,
-	}, extra...)
+	cmd.Env = append(testbed.Env(
+		"PATH="+os.Getenv("PATH"), "TB_VARLIB="+b.varLib, "NETCONFPATH="+b.confDir,
+		"CNI_PATH="+strings.Join(b.path, ":"), "TAPBRIDGE_RUN_DIR="+b.runDir,
+	), extra...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("cnitool %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))

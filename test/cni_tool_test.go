@@ -149,7 +149,7 @@ func TestCNItool(t *testing.T) {
 		}
 		mustRun(t, "ip", "netns", "del", gone.Name)
 		cmd := b.hv.Command(bin("tapbridge"), "gc")
-		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TAPBRIDGE_RUN_DIR=" + b.runDir}
+		cmd.Env = testbed.Env("PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TAPBRIDGE_RUN_DIR="+b.runDir)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("tapbridge gc: %v\n%s", err, out)
 		}

@@ -45,7 +45,7 @@ func TestGCVanishedSandboxes(t *testing.T) {
 	reused.MustExec(t, "ip", "tuntap", "add", "eth0", "mode", "tap")
 
 	cmd := b.hv.Command(bin("tapbridge"), "gc")
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TAPBRIDGE_RUN_DIR=" + b.runDir}
+	cmd.Env = testbed.Env("PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TAPBRIDGE_RUN_DIR="+b.runDir)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("tapbridge gc: %v\n%s", err, out)
@@ -77,7 +77,7 @@ func TestGCVanishedSandboxes(t *testing.T) {
 
 	// Nothing more to do: a second run says so.
 	cmd = b.hv.Command(bin("tapbridge"), "gc")
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TAPBRIDGE_RUN_DIR=" + b.runDir}
+	cmd.Env = testbed.Env("PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TAPBRIDGE_RUN_DIR="+b.runDir)
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "nothing changed") {
 		t.Errorf("second tapbridge gc: %v: %s", err, out)
 	}

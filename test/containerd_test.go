@@ -10,10 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -183,24 +180,6 @@ func cgroupMounts(t *testing.T) (script string, paths []string) {
 	return b.String(), paths
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestContainerd runs a QEMU guest in a container through `ctr run --cni`
 // of Debian's containerd 1.6, with conf/cni/10-tapbridge.conflist installed
 // as docs/cni.md says (CNI 1.0.0: containerd 1.6 rejects 1.1.0). The first
@@ -236,23 +215,12 @@ func TestContainerd(t *testing.T) {
 	cgMount, cgPaths := cgroupMounts(t)
 	cgroup := fmt.Sprintf("/tapbridge-e2e-%d/vm1", os.Getpid())
 	cmd := lan.HV.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", containerdSetup, "sh", dir, binDir, conf)
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TB_CGROUPS=" + cgMount}
-	var log syncBuffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	pid := strconv.Itoa(cmd.Process.Pid)
+	cmd.Env = testbed.Env("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TB_CGROUPS="+cgMount)
+	d := testbed.StartDaemon(t, "containerd", cmd)
 	sock := filepath.Join(dir, "containerd.sock")
 	// in runs a command in containerd's namespaces, as the host's root.
 	in := func(args ...string) *exec.Cmd {
-		c := exec.Command("nsenter", append([]string{"-t", pid, "-m", "-n", "--"}, args...)...)
-		c.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
-		return c
+		return d.Enter(testbed.Env("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"), args...)
 	}
 	ctr := func(args ...string) (string, error) {
 		out, err := in(append([]string{"ctr", "-a", sock, "-n", "tb"}, args...)...).CombinedOutput()
@@ -272,32 +240,9 @@ func TestContainerd(t *testing.T) {
 			_ = os.Remove(filepath.Join(h, cgroup))
 			_ = os.Remove(filepath.Join(h, filepath.Dir(cgroup)))
 		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("containerd's output:\n%s", log.String())
-		}
+		d.Stop(t)
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := ctr("version"); err == nil {
-			break
-		}
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("containerd exited: %v\n%s", err, log.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ctr cannot reach containerd after 30s:\n%s", log.String())
-		}
-	}
+	d.WaitReady(t, func() error { _, err := ctr("version"); return err })
 
 	archive := filepath.Join(dir, "busybox.tar")
 	ociImage(t, archive, "tb.local/busybox:1")
@@ -355,7 +300,7 @@ func TestContainerd(t *testing.T) {
 	if out := lan.HV.MustExec(t, "ip", "-o", "link", "show", "eth0"); !strings.Contains(out, "master br0") {
 		t.Errorf("eth0 is not a port of br0 after the first ADD:\n%s", out)
 	}
-	records, _ := filepath.Glob(fmt.Sprintf("/proc/%s/root/run/tapbridge/cni/tapbridge/*", pid))
+	records, _ := filepath.Glob(d.Root("/run/tapbridge/cni/tapbridge/*"))
 	if len(records) != 1 || !strings.HasSuffix(records[0], "/tb-vm1:eth0") {
 		t.Errorf("CNI records while the container runs: %v; want tb-vm1:eth0 (ctr's ID is NAMESPACE-CONTAINER)", records)
 	}
@@ -380,7 +325,7 @@ func TestContainerd(t *testing.T) {
 	if p := portPolicies(t, lan.HV); len(p) != 0 {
 		t.Errorf("port policies after tapbridge gc: %v", p)
 	}
-	if records, _ := filepath.Glob(fmt.Sprintf("/proc/%s/root/run/tapbridge/cni/tapbridge/*", pid)); len(records) != 0 {
+	if records, _ := filepath.Glob(d.Root("/run/tapbridge/cni/tapbridge/*")); len(records) != 0 {
 		t.Errorf("CNI records after tapbridge gc: %v", records)
 	}
 }

@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -97,10 +94,6 @@ func TestDHCPUplinkHandover(t *testing.T) {
 	mac := strings.TrimSpace(hv.MustExec(t, "cat", "/sys/class/net/eth0/address"))
 
 	dir := t.TempDir()
-	script := filepath.Join(dir, "script")
-	if err := os.WriteFile(script, []byte(dhclientScript), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	conf := filepath.Join(dir, "dhclient.conf")
 	if err := os.WriteFile(conf, []byte("send dhcp-client-identifier \"hv-host\";\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -116,30 +109,10 @@ func TestDHCPUplinkHandover(t *testing.T) {
 	if err := os.WriteFile(dhclient, bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	pidFile := filepath.Join(dir, "dhclient.pid")
-	cmd := hv.Command(dhclient, "-4", "-d", "-cf", conf, "-lf", filepath.Join(dir, "leases"), "-pf", pidFile, "-sf", script, "eth0")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(waited) }()
-	t.Cleanup(func() {
-		// tapbridge started the later clients; they write the same pid file.
-		if b, err := os.ReadFile(pidFile); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid != cmd.Process.Pid {
-				if c, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(c), pidFile) {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-		_ = cmd.Process.Kill()
-		<-waited
-	})
-	events := filepath.Join(dir, "events")
-	readEvents := func() []string {
-		b, _ := os.ReadFile(events)
-		return strings.Split(strings.TrimSpace(string(b)), "\n")
-	}
+	// tapbridge starts the later clients; they write the same pid file.
+	client := testbed.StartDHCPClient(t, hv, dir, dhclientScript,
+		dhclient, "-4", "-d", "-cf", conf, "-lf", filepath.Join(dir, "leases"), "-pf", filepath.Join(dir, "pid"), "-sf", filepath.Join(dir, "script"), "eth0")
+	readEvents := func() []string { return strings.Split(strings.TrimSpace(client.Events()), "\n") }
 	waitUntil(t, 30*time.Second, "dhclient's first lease on eth0", func() bool {
 		return strings.Contains(strings.Join(readEvents(), "\n"), "BOUND eth0 ")
 	})

@@ -54,32 +54,16 @@ func TestBridgeHelperTmpfiles(t *testing.T) {
 	}
 	kvmGID := strings.Split(strings.TrimSpace(string(kvm)), ":")[2]
 	lan := testbed.NewLAN(t, testbed.LANOptions{})
-	dir, err := os.MkdirTemp("", "tb-tmpfiles-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	b := &qemuBed{dir: dir, conf: filepath.Join(dir, "tapbridge.conf"), acl: filepath.Join(dir, "bridge.conf"),
-		runDir: filepath.Join(dir, "run"), helper: filepath.Join(dir, "tapbridge-bridge-helper")}
+	b := newQEMUFiles(t, "tb-tmpfiles-")
 	snippet := strings.ReplaceAll(tmpfilesSnippet(t), "/run/tapbridge", b.runDir)
-	tmpfiles := filepath.Join(dir, "tmpfiles.conf")
+	tmpfiles := filepath.Join(b.dir, "tmpfiles.conf")
 	if err := os.WriteFile(tmpfiles, []byte(snippet), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	mustRun(t, "systemd-tmpfiles", "--create", tmpfiles)
 	b.writeACL(t, "allow br0\n")
 	b.writeConf(t, `{"bridge": "br0", "uplink": "eth0", "acl": %q}`, b.acl)
-	data, err := os.ReadFile(bin("qemu-ifup"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(b.helper, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, "setcap", "cap_net_admin+ep", b.helper)
+	testbed.InstallHelper(t, bin("qemu-ifup"), b.helper, testbed.HelperCaps)
 
 	l := &uplinkLAN{router: lan.Router, hv: lan.HV, runDir: b.runDir}
 	l.mustTapbridge(t, "up", "--config", b.conf)

@@ -31,7 +31,7 @@ import (
 type libvirtd struct {
 	hv  *testbed.NetNS
 	dir string // the test's files: the overlays' upper layers, logs, probes
-	cmd *exec.Cmd
+	d   *testbed.Daemon
 }
 
 // libvirtSetup is the shell script that prepares the mount namespace and
@@ -120,44 +120,24 @@ func startLibvirtd(t *testing.T, hv *testbed.NetNS, conf string) *libvirtd {
 		t.Fatal(err)
 	}
 	cmd := hv.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", libvirtSetup, "sh", dir, binDir, hook)
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C"}
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	l := &libvirtd{hv: hv, dir: dir, cmd: cmd}
-	t.Cleanup(func() {
-		l.stop(t, done)
-		if t.Failed() {
-			t.Logf("libvirtd's output:\n%s", log.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := l.virsh("version"); err == nil {
-			return l
-		}
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("libvirtd exited: %v\n%s", err, log.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("virsh cannot reach libvirtd after 30s:\n%s", log.String())
-		}
-	}
+	cmd.Env = libvirtEnv()
+	l := &libvirtd{hv: hv, dir: dir, d: testbed.StartDaemon(t, "libvirtd", cmd)}
+	t.Cleanup(func() { l.stop(t) })
+	l.d.WaitReady(t, func() error { _, err := l.virsh("version"); return err })
+	return l
+}
+
+// libvirtEnv is the environment of libvirtd and of the commands run in its
+// namespaces. libvirtd runs its hooks, and its QEMU the bridge helper, with
+// an environment of its own, without GOCOVERDIR: the coverage of those runs
+// is not collected (docs/testing.md).
+func libvirtEnv() []string {
+	return testbed.Env("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C")
 }
 
 // stop destroys the running domains, stops libvirtd (SIGTERM, then
 // SIGKILL) and kills what QEMU is left, each by PID.
-func (l *libvirtd) stop(t *testing.T, done chan error) {
-	pid := l.cmd.Process.Pid
+func (l *libvirtd) stop(t *testing.T) {
 	if out, err := l.virsh("list", "--name"); err == nil {
 		for _, name := range strings.Fields(out) {
 			if _, err := l.virsh("destroy", name); err != nil {
@@ -165,14 +145,8 @@ func (l *libvirtd) stop(t *testing.T, done chan error) {
 			}
 		}
 	}
-	qemus := qemuPIDs(fmt.Sprintf("/proc/%d/root/run/libvirt/qemu/*.pid", pid))
-	_ = l.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = l.cmd.Process.Kill()
-		<-done
-	}
+	qemus := qemuPIDs(l.root("/run/libvirt/qemu/*.pid"))
+	l.d.Stop(t)
 	killLeft(t, qemus)
 }
 
@@ -242,16 +216,7 @@ func (l *libvirtd) startSession(t *testing.T) {
 	if err := os.Chmod(l.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := l.nsenter(l.asNobody("libvirtd")...)
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	d := testbed.StartDaemon(t, "session libvirtd", l.nsenter(l.asNobody("libvirtd")...))
 	t.Cleanup(func() {
 		if out, err := l.sessionVirsh("list", "--name"); err == nil {
 			for _, name := range strings.Fields(out) {
@@ -259,33 +224,10 @@ func (l *libvirtd) startSession(t *testing.T) {
 			}
 		}
 		qemus := qemuPIDs(filepath.Join(run, "libvirt", "qemu", "run", "*.pid"))
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		d.Stop(t)
 		killLeft(t, qemus)
-		if t.Failed() {
-			t.Logf("session libvirtd's output:\n%s", log.String())
-		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := l.sessionVirsh("version"); err == nil {
-			return
-		}
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("session libvirtd exited: %v\n%s", err, log.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("virsh cannot reach the session libvirtd after 30s:\n%s", log.String())
-		}
-	}
+	d.WaitReady(t, func() error { _, err := l.sessionVirsh("version"); return err })
 }
 
 func (l *libvirtd) sessionVirsh(args ...string) (string, error) {
@@ -294,9 +236,7 @@ func (l *libvirtd) sessionVirsh(args ...string) (string, error) {
 
 // nsenter is the command line that enters libvirtd's namespaces.
 func (l *libvirtd) nsenter(args ...string) *exec.Cmd {
-	cmd := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(l.cmd.Process.Pid), "-m", "-n", "--"}, args...)...)
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C"}
-	return cmd
+	return l.d.Enter(libvirtEnv(), args...)
 }
 
 // run runs a command in libvirtd's namespaces, as the host's root would.
@@ -323,7 +263,7 @@ func (l *libvirtd) virsh(args ...string) (string, error) {
 
 // root is a path inside libvirtd's mount namespace, seen from the test.
 func (l *libvirtd) root(path string) string {
-	return fmt.Sprintf("/proc/%d/root%s", l.cmd.Process.Pid, path)
+	return l.d.Root(path)
 }
 
 // guestDomain is the domain XML of a test bed guest (the image's kernel

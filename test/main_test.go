@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tapbridge/tapbridge/internal/testkit"
+	"github.com/tapbridge/tapbridge/test/testbed"
 )
 
 var (
@@ -23,6 +24,23 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	flag.Parse()
 	binDir, toolsDir = os.Getenv("TAPBRIDGE_BIN_DIR"), os.Getenv("CNI_TOOLS_DIR")
+	// Binaries built with -cover, run with the environment of this process,
+	// write their counters where make test collects them; those run with an
+	// explicit environment get it from testbed.Env. Any user may write
+	// there: QEMU's user nobody runs qemu-ifup, and the helper installed
+	// with a file capability runs as its caller. Not sticky: every run
+	// replaces the meta-data file (rename), whoever wrote it last.
+	if d := testbed.CoverDir(); d != "" {
+		os.Setenv("GOCOVERDIR", d)
+		err := os.MkdirAll(d, 0o755)
+		if err == nil {
+			err = os.Chmod(d, 0o777)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
 	// With -short every test here skips (testbed.NewNetNS): build nothing.
 	if os.Geteuid() == 0 && !testing.Short() && (binDir == "" || toolsDir == "") {
 		tmp, err := os.MkdirTemp("", "tapbridge-e2e-")

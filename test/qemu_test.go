@@ -51,22 +51,8 @@ func newQEMUBed(t *testing.T) *qemuBed {
 	if err := testbed.CheckGuest(); err != nil {
 		t.Skip(err)
 	}
-	dir, err := os.MkdirTemp("", "tb-qemu-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	b := &qemuBed{
-		lan:    testbed.NewLAN(t, testbed.LANOptions{DHCP: true}),
-		dir:    dir,
-		conf:   filepath.Join(dir, "tapbridge.conf"),
-		acl:    filepath.Join(dir, "bridge.conf"),
-		runDir: filepath.Join(dir, "run"),
-		helper: filepath.Join(dir, "tapbridge-bridge-helper"),
-	}
+	b := newQEMUFiles(t, "tb-qemu-")
+	b.lan = testbed.NewLAN(t, testbed.LANOptions{DHCP: true})
 	if err := os.MkdirAll(filepath.Join(b.runDir, "lock"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -74,18 +60,31 @@ func newQEMUBed(t *testing.T) *qemuBed {
 	// The uplink is named and br0 does not exist yet: the first attach
 	// makes br0 and moves eth0 with its address and routes into it.
 	b.writeConf(t, `{"cniVersion": "1.0.0", "name": "lan", "type": "tapbridge", "bridge": "br0", "uplink": "eth0", "acl": %q}`, b.acl)
-	// Setuid root, as installed (a symlink cannot carry the bit).
-	data, err := os.ReadFile(bin("qemu-ifup"))
+	// Setuid root, as installed.
+	testbed.InstallHelper(t, bin("qemu-ifup"), b.helper, testbed.HelperSetuid)
+	return b
+}
+
+// newQEMUFiles returns a qemuBed without a LAN: its files' paths in a new
+// directory (pattern, as for os.MkdirTemp) that every user may read,
+// removed at cleanup.
+func newQEMUFiles(t *testing.T, pattern string) *qemuBed {
+	t.Helper()
+	dir, err := os.MkdirTemp("", pattern)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(b.helper, data, 0o755); err != nil {
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(b.helper, 0o755|os.ModeSetuid); err != nil {
-		t.Fatal(err)
+	return &qemuBed{
+		dir:    dir,
+		conf:   filepath.Join(dir, "tapbridge.conf"),
+		acl:    filepath.Join(dir, "bridge.conf"),
+		runDir: filepath.Join(dir, "run"),
+		helper: filepath.Join(dir, "tapbridge-bridge-helper"),
 	}
-	return b
 }
 
 // writeConf writes the configuration as a tenant's own: root:nogroup 0640,
@@ -538,31 +537,20 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 	}
 	const netAdmin = "0000000000001000" // 1 << CAP_NET_ADMIN (12)
 	tests := []struct {
-		name    string
-		install func(t *testing.T, path string)
-		want    map[string]string
+		name string
+		priv testbed.HelperPrivilege
+		want map[string]string
 	}{
 		{
 			name: "setuid root",
-			install: func(t *testing.T, path string) {
-				if err := os.Chmod(path, 0o755|os.ModeSetuid); err != nil {
-					t.Fatal(err)
-				}
-			},
+			priv: testbed.HelperSetuid,
 			// Root as real and saved uid too, from before it takes a lock
 			// until it exits: its caller (nobody) cannot stop it.
 			want: map[string]string{"Uid": "0 0 0 0", "CapBnd": netAdmin},
 		},
 		{
 			name: "file capability",
-			install: func(t *testing.T, path string) {
-				if _, err := exec.LookPath("setcap"); err != nil {
-					t.Skip("setcap not found: install libcap2-bin")
-				}
-				if out, err := exec.Command("setcap", "cap_net_admin+ep", path).CombinedOutput(); err != nil {
-					t.Fatalf("setcap: %v: %s", err, out)
-				}
-			},
+			priv: testbed.HelperCaps,
 			// The bounding set needs CAP_SETPCAP to shrink; no_new_privs
 			// makes it moot.
 			want: map[string]string{"Uid": "65534 65534 65534 65534"},
@@ -571,29 +559,16 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			dir, err := os.MkdirTemp("", "tb-helper-")
-			if err != nil {
-				t.Fatal(err)
+			if _, err := exec.LookPath("setcap"); err != nil && tt.priv == testbed.HelperCaps {
+				t.Skip("setcap not found: install libcap2-bin")
 			}
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			if err := os.Chmod(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			b := &qemuBed{dir: dir, conf: filepath.Join(dir, "tapbridge.conf"), acl: filepath.Join(dir, "bridge.conf"),
-				runDir: filepath.Join(dir, "run"), helper: filepath.Join(dir, "tapbridge-bridge-helper")}
+			b := newQEMUFiles(t, "tb-helper-")
 			if err := os.MkdirAll(filepath.Join(b.runDir, "lock", "bridge"), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			b.writeACL(t, "allow br0\n")
 			b.writeConf(t, `{"bridge": "br0", "acl": %q}`, b.acl)
-			data, err := os.ReadFile(bin("qemu-ifup"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(b.helper, data, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			tt.install(t, b.helper)
+			testbed.InstallHelper(t, bin("qemu-ifup"), b.helper, tt.priv)
 			n := testbed.NewNetNS(t)
 			n.MustExec(t, "ip", "link", "add", "br0", "type", "bridge")
 
@@ -737,7 +712,7 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 			}
 			before := links()
 			for _, name := range []string{"qemu-ifup", "qemu-ifdown"} {
-				link := filepath.Join(dir, name)
+				link := filepath.Join(b.dir, name)
 				if err := os.Symlink(b.helper, link); err != nil {
 					t.Fatal(err)
 				}

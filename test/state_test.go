@@ -238,6 +238,7 @@ func TestDownMovesBackLiveState(t *testing.T) {
 	l.ip(t, "addr", "add", "192.0.2.12/24", "dev", "eth0", "valid_lft", "3600", "preferred_lft", "1800")
 	l.mustTapbridge(t, "up", "--uplink", "eth0")
 	l.ip(t, "addr", "change", "192.0.2.12/24", "dev", "br0", "valid_lft", "100", "preferred_lft", "50")
+	lftSet := time.Now()
 	l.ip(t, "addr", "add", "192.0.2.20/24", "dev", "br0")
 	l.ip(t, "route", "add", "198.51.100.128/25", "via", "192.0.2.1", "dev", "br0")
 	l.ip(t, "route", "replace", "default", "via", "192.0.2.2", "dev", "br0")
@@ -259,8 +260,10 @@ func TestDownMovesBackLiveState(t *testing.T) {
 	if lft == nil {
 		t.Fatalf("192.0.2.12 has no finite lifetimes on eth0 after down:\n%s", eth)
 	}
-	if v, _ := strconv.Atoi(lft[1]); v > 100 || v < 90 {
-		t.Errorf("valid_lft of 192.0.2.12 = %ss after down, want the remaining <= 100s (not the snapshot's 3600s)", lft[1])
+	// What remains of the 100 s: down takes seconds inside the kernel test
+	// guest (TCG), more than the fixed 10 s this allowed once.
+	if v, _ := strconv.Atoi(lft[1]); v > 100 || v < 100-int(time.Since(lftSet).Seconds())-1 {
+		t.Errorf("valid_lft of 192.0.2.12 = %ss after down, %v after it was set to 100s; want the remaining (not the snapshot's 3600s)", lft[1], time.Since(lftSet).Round(time.Second))
 	}
 	if p, _ := strconv.Atoi(lft[2]); p > 50 {
 		t.Errorf("preferred_lft of 192.0.2.12 = %ss after down, want <= 50s", lft[2])

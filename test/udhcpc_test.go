@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,42 +44,12 @@ func TestUDHCPCHandover(t *testing.T) {
 	hv.MustExec(t, "ip", "addr", "flush", "dev", "eth0", "scope", "global")
 	mac := strings.TrimSpace(hv.MustExec(t, "cat", "/sys/class/net/eth0/address"))
 	dir := t.TempDir()
-	script := filepath.Join(dir, "script")
-	if err := os.WriteFile(script, []byte(udhcpcScript), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	pidFile := filepath.Join(dir, "udhcpc.pid")
-	cmd := hv.Command("busybox", "udhcpc", "-f", "-i", "eth0", "-s", script, "-p", pidFile)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(waited) }()
+	client := testbed.StartDHCPClient(t, hv, dir, udhcpcScript,
+		"busybox", "udhcpc", "-f", "-i", "eth0", "-s", filepath.Join(dir, "script"), "-p", filepath.Join(dir, "pid"))
 	// The udhcpc tapbridge started, found by its pid file.
-	current := func() int {
-		b, err := os.ReadFile(pidFile)
-		if err != nil {
-			return 0
-		}
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		if c, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || !strings.Contains(string(c), pidFile) {
-			return 0
-		}
-		return pid
-	}
-	t.Cleanup(func() {
-		if pid := current(); pid != 0 && pid != cmd.Process.Pid {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		_ = cmd.Process.Kill()
-		<-waited
-	})
-	events := filepath.Join(dir, "events")
-	count := func(ev string) int {
-		b, _ := os.ReadFile(events)
-		return strings.Count(string(b), ev+"\n")
-	}
-	waitUntil(t, 30*time.Second, "udhcpc's lease on eth0", func() bool { return strings.Contains(readFile(events), "bound eth0 ") })
+	current := client.Current
+	count := func(ev string) int { return strings.Count(client.Events(), ev+"\n") }
+	waitUntil(t, 30*time.Second, "udhcpc's lease on eth0", func() bool { return strings.Contains(client.Events(), "bound eth0 ") })
 	leases, err := srv.Leases()
 	if err != nil || len(leases) != 1 {
 		t.Fatalf("leases: %v %v", leases, err)
@@ -135,9 +103,4 @@ func TestUDHCPCHandover(t *testing.T) {
 		t.Errorf("a second up: %s (udhcpc pid %d, then %d)", out, pid, current())
 	}
 	phase("eth0", "down", "--bridge", "br0")
-}
-
-func readFile(p string) string {
-	b, _ := os.ReadFile(p)
-	return string(b)
 }

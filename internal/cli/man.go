@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/tapbridge/tapbridge/internal/qemuhook"
+	"github.com/tapbridge/tapbridge/internal/config"
 )
 
 // The man pages are rendered from the same text and flag sets as --help,
@@ -175,7 +175,7 @@ the bridge ACL of the QEMU front end
 
 func writeHookMan(w io.Writer, name, names, summary, description string) {
 	writeHeader(w, name, names, summary)
-	usage, env, _ := strings.Cut(qemuhook.Usage, "\nEnvironment:")
+	usage, env, _ := strings.Cut(config.HookUsage, "\nEnvironment:")
 	fmt.Fprintln(w, ".SH SYNOPSIS\n.nf")
 	for _, l := range strings.Split(strings.TrimSpace(strings.TrimPrefix(usage, "Usage:")), "\n") {
 		l = strings.TrimSpace(l)

@@ -92,3 +92,17 @@ func CheckEnv(environ []string) error {
 	}
 	return nil
 }
+
+// HookUsage is the --help of the QEMU front end (package qemuhook), whose
+// man pages tapbridge man makes from it too: here, beside the variables
+// it names, so that neither front end imports the other.
+const HookUsage = `Usage:
+  qemu-ifup IFNAME                                   (QEMU -netdev tap,script=...)
+  qemu-ifdown IFNAME                                 (QEMU -netdev tap,downscript=...)
+  tapbridge-bridge-helper [--use-vnet] --br=BRIDGE --fd=N (QEMU -netdev bridge,helper=...)
+
+Environment: TAPBRIDGE_CONF (default /etc/tapbridge/tapbridge.conf),
+TAPBRIDGE_BRIDGE, TAPBRIDGE_MAC, TAPBRIDGE_IPS, TAPBRIDGE_VLAN,
+TAPBRIDGE_ISOLATED, TAPBRIDGE_ROUTED, TAPBRIDGE_RUN_DIR. See docs/qemu.md
+and docs/routed.md.
+`

@@ -469,3 +469,39 @@ func waitCarrier(b testing.TB, name string) {
 	}
 	b.Fatalf("%s has no carrier after 2s", name)
 }
+
+// A run killed after join's redirects but before the device group leaves a
+// joined front outside its group (TestKillAnywhere found it): the next
+// Create puts it back, so that Delete removes the front in one operation.
+func TestCreateFinishesAKilledJoin(t *testing.T) {
+	nstest.Run(t, func() {
+		tl, err := tap.Create("tap0", tap.DefaultOptions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		port, _, err := Create(tl, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		portName, peerName := Names("tap0")
+		for _, n := range []string{portName, peerName} {
+			l, err := link.Get(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := netlink.LinkSetGroup(l, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, created, err := Create(tl, 0); err != nil || created {
+			t.Fatalf("Create again = %v, %v; want the same front", created, err)
+		}
+		for _, n := range []string{portName, peerName} {
+			if l, err := link.Get(n); err != nil {
+				t.Error(err)
+			} else if l.Attrs().Group != Group(port) {
+				t.Errorf("%s after the second Create: group %d, want %d", n, l.Attrs().Group, Group(port))
+			}
+		}
+	})
+}

@@ -3,13 +3,14 @@ package nldump
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/nstest"
 )
@@ -72,17 +73,14 @@ func TestLinkListUnderChurn(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		here, err := ns.GetCurrentNS()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer here.Close()
+		// this thread's namespace, which nstest.Run entered
+		here := fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
 		var stop atomic.Bool
 		var wg sync.WaitGroup
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = here.Do(func(ns.NetNS) error {
+			_ = nstest.Do(here, func() error {
 				runtime.LockOSThread()
 				for i := 0; !stop.Load(); i++ {
 					br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("churn%d", i%4)}}

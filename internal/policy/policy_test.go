@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/testutils"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/nftables"
@@ -24,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/nstest"
 	"github.com/tapbridge/tapbridge/test/frames"
 )
 
@@ -108,20 +108,10 @@ func needRoot(t testing.TB) {
 	}
 }
 
-func newNS(t testing.TB) ns.NetNS {
-	t.Helper()
-	n, err := testutils.NewNS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close(); _ = testutils.UnmountNS(n) })
-	return n
-}
-
 // in runs f in n with the OS thread locked; a non-nil error is fatal.
 func in(t testing.TB, n ns.NetNS, f func() error) {
 	t.Helper()
-	if err := n.Do(func(ns.NetNS) error { return f() }); err != nil {
+	if err := nstest.Do(n.Path(), f); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -134,7 +124,7 @@ type lab struct {
 func newLab(t testing.TB, vms ...string) *lab {
 	t.Helper()
 	needRoot(t)
-	l := &lab{host: newNS(t), router: newNS(t)}
+	l := &lab{host: nstest.New(t), router: nstest.New(t)}
 	in(t, l.host, func() error {
 		la := netlink.NewLinkAttrs()
 		la.Name = "br0"
@@ -1013,7 +1003,7 @@ func TestConcurrentApply(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = l.host.Do(func(ns.NetNS) error {
+			errs[i] = nstest.Do(l.host.Path(), func() error {
 				if err := Apply(name, s); err != nil {
 					return err
 				}

@@ -50,21 +50,6 @@ func ModeOf(args []string) Mode {
 // ErrUsage marks a command-line mistake (exit status 2).
 var ErrUsage = errors.New("usage")
 
-// Usage is the --help of the QEMU front end; its man pages are made from
-// it too.
-const Usage = usageText
-
-const usageText = `Usage:
-  qemu-ifup IFNAME                                   (QEMU -netdev tap,script=...)
-  qemu-ifdown IFNAME                                 (QEMU -netdev tap,downscript=...)
-  tapbridge-bridge-helper [--use-vnet] --br=BRIDGE --fd=N (QEMU -netdev bridge,helper=...)
-
-Environment: TAPBRIDGE_CONF (default /etc/tapbridge/tapbridge.conf),
-TAPBRIDGE_BRIDGE, TAPBRIDGE_MAC, TAPBRIDGE_IPS, TAPBRIDGE_VLAN,
-TAPBRIDGE_ISOLATED, TAPBRIDGE_ROUTED, TAPBRIDGE_RUN_DIR. See docs/qemu.md
-and docs/routed.md.
-`
-
 // Main runs the binary with args (os.Args) and returns the exit status.
 // Errors are printed to stderr as one line prefixed with the program name.
 func Main(args []string, stderr io.Writer) int {
@@ -102,7 +87,7 @@ func Main(args []string, stderr io.Writer) int {
 		return 0
 	}
 	if errors.Is(err, errHelp) {
-		fmt.Fprint(stderr, usageText)
+		fmt.Fprint(stderr, config.HookUsage)
 		return 0
 	}
 	fmt.Fprintf(stderr, "%s: %s\n", prog, oneLine(err.Error()))

@@ -166,23 +166,11 @@ func attachLocked(s Spec) error {
 // lookup per uplink. A port that cannot be attached again is left
 // detached, and its error returned.
 func Rehome() ([]string, error) {
-	lk, err := state.LockRouted()
-	if err != nil {
-		return nil, err
-	}
-	defer lk.Unlock()
-	names, err := Ports()
-	if err != nil {
-		return nil, err
-	}
 	holders := map[string]string{} // uplink -> the interface holding its addresses
 	var moved []string
 	var errs []error
-	for _, n := range names {
-		r, err := readRecord(n)
-		if err != nil || r == nil {
-			continue
-		}
+	err := eachRecord(func(r *record) error {
+		n := r.Port
 		h, ok := holders[r.Spec.Uplink]
 		if !ok {
 			if up, err := holder(r.Spec.Uplink); err == nil {
@@ -191,19 +179,48 @@ func Rehome() ([]string, error) {
 			holders[r.Spec.Uplink] = h
 		}
 		if h == "" || h == r.Uplink {
-			continue // the uplink is gone, or the port is where it belongs
+			return nil // the uplink is gone, or the port is where it belongs
 		}
 		if err := detachLocked(r); err != nil {
 			errs = append(errs, fmt.Errorf("routed port %q: %w", n, err))
-			continue
+			return nil
 		}
 		if err := attachLocked(r.Spec); err != nil {
 			errs = append(errs, fmt.Errorf("routed port %q: attaching it again on %q: %w", n, h, err))
-			continue
+			return nil
 		}
 		moved = append(moved, n)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return moved, errors.Join(errs...)
+}
+
+// eachRecord calls f with the record of every routed port, holding the
+// routed lock; a port whose record cannot be read is passed over. An error
+// from f ends the walk and is returned.
+func eachRecord(f func(r *record) error) error {
+	lk, err := state.LockRouted()
+	if err != nil {
+		return err
+	}
+	defer lk.Unlock()
+	names, err := Ports()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		r, err := readRecord(n)
+		if err != nil || r == nil {
+			continue
+		}
+		if err := f(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // holder returns the interface that holds the addresses of uplink: the
@@ -548,35 +565,24 @@ func gone(err error) bool {
 // anew (a QEMU killed without running its down script), and returns their
 // names.
 func Prune() ([]string, error) {
-	lk, err := state.LockRouted()
-	if err != nil {
-		return nil, err
-	}
-	defer lk.Unlock()
-	names, err := Ports()
-	if err != nil {
-		return nil, err
-	}
 	var pruned []string
-	for _, n := range names {
-		r, err := readRecord(n)
-		if err != nil || r == nil {
-			continue
-		}
+	err := eachRecord(func(r *record) error {
+		n := r.Port
 		l, err := netlinksafe.LinkByName(n)
 		var nf netlink.LinkNotFoundError
 		switch {
 		case err == nil && l.Attrs().Index == r.Index:
-			continue // still there
+			return nil // still there
 		case err != nil && !errors.As(err, &nf):
-			return pruned, fmt.Errorf("looking for routed port %q: %w", n, err)
+			return fmt.Errorf("looking for routed port %q: %w", n, err)
 		}
 		if err := detachLocked(r); err != nil {
-			return pruned, err
+			return err
 		}
 		pruned = append(pruned, n)
-	}
-	return pruned, nil
+		return nil
+	})
+	return pruned, err
 }
 
 // Check verifies that port is attached routed: its record describes the

@@ -8,7 +8,7 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/tapbridge/tapbridge/internal/nstest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -37,7 +37,7 @@ func inNetNS(path string, f func() error) error {
 	if path == "" {
 		return f()
 	}
-	return ns.WithNetNSPath(path, func(ns.NetNS) error { return f() })
+	return nstest.Do(path, f)
 }
 
 // Socket is an AF_PACKET socket bound to one interface. What it sends

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/tapbridge/tapbridge/internal/nstest"
 )
 
 // netnsDir is where `ip netns` keeps its named namespaces.
@@ -116,24 +116,10 @@ func (n *NetNS) Delete() error {
 	return nil
 }
 
-// Do runs fn on an OS thread that is inside the namespace (pkg/ns locks the
-// thread and switches it back afterwards). A goroutine that fn starts runs
-// elsewhere, in whatever namespace its thread is in: create sockets and
-// netlink handles in fn itself.
-//
-// fn's error is returned as it is; an error entering the namespace is
-// wrapped with its name.
-func (n *NetNS) Do(fn func() error) error {
-	ran := false
-	err := ns.WithNetNSPath(n.Path, func(ns.NetNS) error {
-		ran = true
-		return fn()
-	})
-	if err != nil && !ran {
-		return fmt.Errorf("entering netns %q: %w", n, err)
-	}
-	return err
-}
+// Do runs fn on an OS thread that is inside the namespace (nstest.Do, the
+// one way tests enter a namespace): create sockets and netlink handles in
+// fn itself, not in goroutines it starts.
+func (n *NetNS) Do(fn func() error) error { return nstest.Do(n.Path, fn) }
 
 // Command returns a command that runs name inside the namespace. A named
 // namespace uses `ip netns exec`, which also mounts a matching /sys; any
