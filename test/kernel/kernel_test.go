@@ -42,17 +42,11 @@ var defaultPackages = []string{"./internal/...", "./test/..."}
 //     TestQEMUIfupFailures did not finish within the 10-minute package
 //     budget under TCG on the 2-core machine; the same guards pass there at
 //     the package level (internal/policy: the frame table, VLANs,
-//     isolation, BPDU, counters);
-//   - TestRoutedRefusals, TestRoutedFollowsTheUplink,
-//     TestJournalOfAnotherHostIsSetAside/uplink_replaced and
-//     TestFailedAttachUndoesOnlyWhatItStarted/resumed=false failed there
-//     in the one full run and are not yet understood (internal/routed
-//     passes there).
+//     isolation, BPDU, counters).
 const defaultSkip = "^(TestCNIParallel|TestKillAnywhere|TestMove|TestFindUnmovable|TestInstall|TestDeb|" +
 	"TestPolicyTapAdd|TestPolicyQEMUIfup|TestPolicyCNI|TestPolicyIsolation|TestPolicyVLAN|TestPolicyVLANUnsupported|" +
 	"TestTenantCannotTakeOverAMAC|TestPortsShowsOwnersGuardsAndDrops|TestPortForwardsOnlyWithItsPolicy|" +
-	"TestBridgeHelperPrivileges|TestQEMUIfupFailures|" +
-	"TestRoutedRefusals|TestRoutedFollowsTheUplink|TestJournalOfAnotherHostIsSetAside|TestFailedAttachUndoesOnlyWhatItStarted)$"
+	"TestBridgeHelperPrivileges|TestQEMUIfupFailures)$"
 
 // TestKernel runs the privileged tests on Debian's cloud kernel, booted
 // under QEMU (TCG), and reports each test that ran there as a subtest
