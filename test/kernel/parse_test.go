@@ -84,3 +84,23 @@ func TestBuildTree(t *testing.T) {
 		t.Errorf("buildTree (-want +got):\n%s", d)
 	}
 }
+
+// TestSplit: with two guests the end-to-end package runs alone in one and
+// the rest in the other; a guest with nothing to run is left out.
+func TestSplit(t *testing.T) {
+	a, e2e, b := Package{Rel: "internal/a"}, Package{Rel: Heavy}, Package{Rel: "test/testbed"}
+	for _, c := range []struct {
+		pkgs []Package
+		n    int
+		want [][]Package
+	}{
+		{[]Package{a, e2e, b}, 1, [][]Package{{a, e2e, b}}},
+		{[]Package{a, e2e, b}, 2, [][]Package{{e2e}, {a, b}}},
+		{[]Package{a, b}, 2, [][]Package{{a, b}}},
+		{[]Package{e2e}, 2, [][]Package{{e2e}}},
+	} {
+		if d := cmp.Diff(c.want, Split(c.pkgs, c.n)); d != "" {
+			t.Errorf("Split(%v, %d) (-want +got):\n%s", c.pkgs, c.n, d)
+		}
+	}
+}
