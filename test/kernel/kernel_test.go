@@ -24,6 +24,7 @@ const (
 	envTimeout  = "TAPBRIDGE_TEST_KERNEL_PKG_TIME" // -test.timeout of each package; default 15m
 	envLogs     = "TAPBRIDGE_TEST_KERNEL_LOGS"     // a directory to keep the guest's console.log and results.log in
 	envAppend   = "TAPBRIDGE_TEST_KERNEL_APPEND"   // more of the guest kernel's command line
+	envVersion  = "TAPBRIDGE_TEST_KERNEL_VERSION"  // the kernel to boot (/boot/vmlinuz-VERSION); default FindKernel's
 )
 
 // defaultPackages are the packages with privileged tests. test/kernel
@@ -67,6 +68,12 @@ func TestKernel(t *testing.T) {
 		t.Skipf("%s not found: install qemu-system-x86", QEMU)
 	}
 	kernel, version, err := FindKernel()
+	if v := os.Getenv(envVersion); v != "" {
+		kernel, version, err = "/boot/vmlinuz-"+v, v, nil
+		if _, err := os.Stat(filepath.Join("/lib/modules", v, "modules.dep")); err != nil {
+			t.Fatalf("%s=%q: %v", envVersion, v, err)
+		}
+	}
 	if err != nil {
 		t.Skip(err)
 	}

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"sort"
 	"strings"
 	"testing"
 
@@ -102,5 +103,16 @@ func TestSplit(t *testing.T) {
 		if d := cmp.Diff(c.want, Split(c.pkgs, c.n)); d != "" {
 			t.Errorf("Split(%v, %d) (-want +got):\n%s", c.pkgs, c.n, d)
 		}
+	}
+}
+
+// TestKernelOrder: the suite boots the oldest series installed, its
+// newest build.
+func TestKernelOrder(t *testing.T) {
+	vs := []string{"6.12.117+deb12-cloud-amd64", "6.1.0-9-cloud-amd64", "6.1.0-57-cloud-amd64", "6.12.100+deb12-cloud-amd64"}
+	sort.Slice(vs, func(i, j int) bool { return kernelLess(vs[i], vs[j]) })
+	want := []string{"6.1.0-57-cloud-amd64", "6.1.0-9-cloud-amd64", "6.12.117+deb12-cloud-amd64", "6.12.100+deb12-cloud-amd64"}
+	if d := cmp.Diff(want, vs); d != "" {
+		t.Errorf("kernel order (-want +got):\n%s", d)
 	}
 }
