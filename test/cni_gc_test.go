@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
@@ -66,8 +67,23 @@ func TestCNIGC(t *testing.T) {
 	b.hv.MustExec(t, "ip", "tuntap", "add", "tbt0123456789", "mode", "tap")
 	// c3's sandbox is gone, and another namespace now has its path, with
 	// an eth0 of its own.
+	// The kernel gives a new namespace the inode number of one already
+	// freed, so the new one is made until it has the old one's inode: the
+	// record's inode alone cannot tell them apart.
+	oldIno, ierr := sb3.Inode()
+	if ierr != nil {
+		t.Fatal(ierr)
+	}
 	mustRun(t, "ip", "netns", "del", sb3.Name)
-	mustRun(t, "ip", "netns", "add", sb3.Name)
+	for i := 0; ; i++ {
+		mustRun(t, "ip", "netns", "add", sb3.Name)
+		if ino, err := sb3.Inode(); err != nil || ino == oldIno || i == 50 {
+			t.Logf("the new namespace at %s has the old one's inode: %v", sb3.Path, ino == oldIno)
+			break
+		}
+		mustRun(t, "ip", "netns", "del", sb3.Name)
+		time.Sleep(100 * time.Millisecond)
+	}
 	sb3.MustExec(t, "ip", "tuntap", "add", "eth0", "mode", "tap")
 
 	// A runtime that lost its cache: libcni has nothing to DEL, so only the

@@ -602,14 +602,18 @@ func TestPolicyVLAN(t *testing.T) {
 
 	// Detach: the VM's port goes with its VLAN; what is left is the
 	// uplink's trunk ("uplinkVlans": 10 tagged, untagged LAN as PVID 1),
-	// the bridge's own untagged VLAN 1 and the untagged VM's.
-	want := []string{"br0 1 PVID Egress Untagged", "eth0 1 PVID Egress Untagged", "eth0 10", "tap0 10 PVID Egress Untagged", "tap1 1 PVID Egress Untagged"}
+	// the bridge's own untagged VLAN 1 and the untagged VM's. A VM's
+	// bridge port is its TAP's front (frontPort), not the TAP.
+	want := []string{"br0 1 PVID Egress Untagged", "eth0 1 PVID Egress Untagged", "eth0 10",
+		frontPort("tap0") + " 10 PVID Egress Untagged", frontPort("tap1") + " 1 PVID Egress Untagged"}
+	sort.Strings(want)
 	if d := cmp.Diff(want, p.bridgeVLANs(t)); d != "" {
 		t.Errorf("bridge VLANs before tap del tap0 (-want +got):\n%s", d)
 	}
 	vm.Close()
 	p.mustRun(t, nil, "tapbridge", "tap", "del", "tap0", "--config", p.conf)
-	want = []string{"br0 1 PVID Egress Untagged", "eth0 1 PVID Egress Untagged", "eth0 10", "tap1 1 PVID Egress Untagged"}
+	want = []string{"br0 1 PVID Egress Untagged", "eth0 1 PVID Egress Untagged", "eth0 10", frontPort("tap1") + " 1 PVID Egress Untagged"}
+	sort.Strings(want)
 	if d := cmp.Diff(want, p.bridgeVLANs(t)); d != "" {
 		t.Errorf("bridge VLANs after tap del tap0 (-want +got):\n%s", d)
 	}

@@ -354,6 +354,7 @@ func TestRoutedRefusals(t *testing.T) {
 	hv := p.lan.HV
 	dumps := func() string {
 		var b strings.Builder
+		hv.Settle(t) // what a user sees once the kernel has caught up
 		for _, args := range [][]string{
 			{"ip", "-o", "link"}, {"ip", "-o", "addr"}, {"ip", "route", "show", "table", "all"}, {"ip", "-6", "route", "show", "table", "all"},
 			{"ip", "neigh", "show", "proxy"}, {"ip", "-6", "neigh", "show", "proxy"}, {"ip", "rule"}, {"nft", "list", "ruleset"},
@@ -422,6 +423,7 @@ func TestRoutedFollowsTheUplink(t *testing.T) {
 	hvMAC := linkMAC(t, lan.HV, "eth0")
 	dumps := func() string {
 		var b strings.Builder
+		lan.HV.Settle(t) // what a user sees once the kernel has caught up
 		for _, args := range [][]string{
 			{"ip", "-o", "addr"}, {"ip", "route", "show", "table", "all"}, {"ip", "-6", "route", "show", "table", "all"},
 			{"ip", "neigh", "show", "proxy"}, {"ip", "-6", "neigh", "show", "proxy"}, {"ip", "rule"},

@@ -36,28 +36,8 @@ func newUplinkLAN(t *testing.T) *uplinkLAN {
 	needRoot(t)
 	lan := testbed.NewLAN(t, testbed.UplinkOptions())
 	l := &uplinkLAN{router: lan.Router, hv: lan.HV, runDir: t.TempDir()}
-	l.settle(t, "eth0")
+	l.hv.Settle(t)
 	return l
-}
-
-// settle waits until link has its carrier and no tentative IPv6 address:
-// the kernel adds the routes of an address and ends DAD asynchronously
-// (linkwatch), and a state dumped before then differs from one dumped
-// after for reasons that have nothing to do with tapbridge.
-func (l *uplinkLAN) settle(t testing.TB, link string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		lk, err1 := l.hv.Exec("ip", "link", "show", "dev", link)
-		tent, err2 := l.hv.Exec("ip", "-6", "addr", "show", "dev", link, "tentative")
-		if err1 == nil && err2 == nil && strings.Contains(lk, "LOWER_UP") && strings.TrimSpace(tent) == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not settle in 10s:\n%s\n%s", link, lk, tent)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func mustRun(t testing.TB, args ...string) string {
@@ -95,9 +75,11 @@ func (l *uplinkLAN) ip(t testing.TB, args ...string) string {
 var volatile = regexp.MustCompile(`(valid|preferred)_lft \S+|(\w+_timer)\s+[0-9.]+`)
 
 // dump is the hypervisor's full address, route and rule state, one fact a
-// line, sorted.
+// line, sorted, once the kernel has brought the links' operational state
+// and link-local addresses up to date (testbed.NetNS.Settle).
 func (l *uplinkLAN) dump(t testing.TB) []string {
 	t.Helper()
+	l.hv.Settle(t)
 	var lines []string
 	for _, args := range [][]string{
 		{"-d", "addr", "show"},

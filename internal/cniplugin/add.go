@@ -55,7 +55,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 			return err
 		}
 		defer sandbox.Close()
-		rec.Netns, rec.NetnsInode = args.Netns, inode(sandbox)
+		rec.Netns, rec.NetnsInode, rec.NetnsCookie = args.Netns, inode(sandbox), cookie(sandbox)
 	} else {
 		// QEMU runs in the plugin's namespace and CNI_NETNS is not used:
 		// tell skel not to refuse a CNI_NETNS that is that namespace.
@@ -63,7 +63,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 		// Still, the sandbox's identity tells `tapbridge gc` when the
 		// runtime has dropped the sandbox without a DEL (ctr never sends one).
 		if sandbox, err := ns.GetNS(args.Netns); args.Netns != "" && err == nil {
-			rec.Netns, rec.NetnsInode = args.Netns, inode(sandbox)
+			rec.Netns, rec.NetnsInode, rec.NetnsCookie = args.Netns, inode(sandbox), cookie(sandbox)
 			sandbox.Close()
 		}
 	}
@@ -105,6 +105,36 @@ func inode(n ns.NetNS) uint64 {
 		return 0
 	}
 	return st.Ino
+}
+
+// soNetnsCookie is SO_NETNS_COOKIE (Linux 5.14), which golang.org/x/sys
+// does not name.
+const soNetnsCookie = 71
+
+// cookie returns the network namespace's cookie, which the kernel never
+// gives another namespace (unlike its inode number), or 0 when the kernel
+// is older than 5.14 or it cannot be read.
+func cookie(n ns.NetNS) uint64 {
+	var c uint64
+	_ = n.Do(func(ns.NetNS) error {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		v, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, soNetnsCookie)
+		if err == nil {
+			c = v
+		}
+		return nil
+	})
+	return c
+}
+
+// sameNS reports whether n is the namespace with inode ino and cookie
+// ck; a 0 in either is not compared.
+func sameNS(n ns.NetNS, ino, ck uint64) bool {
+	return (ino == 0 || inode(n) == ino) && (ck == 0 || cookie(n) == ck)
 }
 
 // preflight refuses, before anything changes, an attachment whose host

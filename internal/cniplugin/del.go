@@ -39,12 +39,12 @@ func cmdDel(args *skel.CmdArgs) error {
 	}
 	// Without CNI_NETNS (the runtime lost it), the record's sandbox is
 	// still cleaned, if it is still the same namespace.
-	netnsPath, ino := args.Netns, uint64(0)
+	netnsPath, ino, ck := args.Netns, uint64(0), uint64(0)
 	if netnsPath == "" {
-		netnsPath, ino = rec.Netns, rec.NetnsInode
+		netnsPath, ino, ck = rec.Netns, rec.NetnsInode, rec.NetnsCookie
 	}
 	var errs []error
-	if err := teardown(c, rec, netnsPath, ino); err != nil {
+	if err := teardown(c, rec, netnsPath, ino, ck); err != nil {
 		errs = append(errs, err)
 	}
 	if c.IPAM.Type != "" {
@@ -63,13 +63,13 @@ func cmdDel(args *skel.CmdArgs) error {
 
 // teardown removes the links of an attachment, then its bridge port's
 // policy. In netns mode it deletes the TAP and the veth peer in the sandbox
-// at netnsPath (when that still exists and, when inode is not 0, is still
-// the namespace the record names) as one device group, which takes the
+// at netnsPath (when that still exists and, when inode or cookie is not 0,
+// is still the namespace the record names) as one device group, which takes the
 // host veth with them; what is left (the sandbox is gone, or the links are
 // not grouped) goes one by one. Deleting the port takes it off the bridge,
 // so vmport.Detach finds it gone and only removes the policy; in this
 // order the guest is never on the bridge without its policy.
-func teardown(c *config.Conf, rec *record, netnsPath string, inode uint64) error {
+func teardown(c *config.Conf, rec *record, netnsPath string, inode, cookie uint64) error {
 	var errs []error
 	cc := *c
 	cc.Bridge = rec.Bridge
@@ -97,7 +97,7 @@ func teardown(c *config.Conf, rec *record, netnsPath string, inode uint64) error
 			sandboxDone <- nil
 			return
 		}
-		sandboxDone <- inSandbox(netnsPath, inode, func() (err error) {
+		sandboxDone <- inSandbox(netnsPath, inode, cookie, func() (err error) {
 			grouped, err = deleteSandboxLinks(rec)
 			return err
 		})
@@ -164,14 +164,14 @@ func deleteSandboxLinks(rec *record) (grouped bool, err error) {
 }
 
 // inSandbox runs f inside the namespace at path. It does nothing when the
-// namespace is gone, or is not the one whose inode is given.
-func inSandbox(path string, ino uint64, f func() error) error {
+// namespace is gone, or is not the one whose inode and cookie are given.
+func inSandbox(path string, ino, ck uint64, f func() error) error {
 	sandbox, err := ns.GetNS(path)
 	if err != nil {
 		return nil // gone: so is everything in it
 	}
 	defer sandbox.Close()
-	if ino != 0 && inode(sandbox) != ino {
+	if !sameNS(sandbox, ino, ck) {
 		return nil
 	}
 	return sandbox.Do(func(ns.NetNS) error { return f() })

@@ -32,7 +32,7 @@ func cmdGC(args *skel.CmdArgs) error {
 		if valid[types.GCAttachment{ContainerID: r.ContainerID, IfName: r.IfName}] {
 			continue
 		}
-		if err := teardown(c, r, r.Netns, r.NetnsInode); err != nil {
+		if err := teardown(c, r, r.Netns, r.NetnsInode, r.NetnsCookie); err != nil {
 			errs = append(errs, fmt.Errorf("container %q interface %q: %w", r.ContainerID, r.IfName, err))
 			continue
 		}

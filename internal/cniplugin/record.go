@@ -74,10 +74,14 @@ type record struct {
 	TAP         string     `json:"tap"`            // the TAP QEMU opens
 	Peer        string     `json:"peer,omitempty"` // veth peer in the sandbox (netns mode)
 	Netns       string     `json:"netns,omitempty"`
-	// NetnsInode identifies the sandbox, so that GC never touches another
-	// namespace mounted later at the same path.
-	NetnsInode uint64 `json:"netnsInode,omitempty"`
-	IPAM       string `json:"ipam,omitempty"`
+	// NetnsInode and NetnsCookie identify the sandbox, so that GC never
+	// touches another namespace mounted later at the same path. The inode
+	// alone does not: the kernel gives a new namespace the inode number of
+	// one already freed (the 6.1 test guest showed it), while the cookie
+	// (SO_NETNS_COOKIE, 5.14) is never reused; 0 where the kernel has none.
+	NetnsInode  uint64 `json:"netnsInode,omitempty"`
+	NetnsCookie uint64 `json:"netnsCookie,omitempty"`
+	IPAM        string `json:"ipam,omitempty"`
 	// IPAMConf and CNIPath are the network configuration and the plugin
 	// path of an attachment with IPAM, so that its address can be released
 	// when its sandbox vanishes without a DEL (CollectVanished).

@@ -44,7 +44,7 @@ func CollectVanished() ([]string, error) {
 			continue
 		}
 		for _, r := range recs {
-			if r.Netns == "" || !vanished(r.Netns, r.NetnsInode) {
+			if r.Netns == "" || !vanished(r.Netns, r.NetnsInode, r.NetnsCookie) {
 				continue
 			}
 			if err := collect(r); err != nil {
@@ -59,8 +59,8 @@ func CollectVanished() ([]string, error) {
 }
 
 // vanished reports whether the namespace at path is gone or is not the one
-// with inode ino (when ino is not 0).
-func vanished(path string, ino uint64) bool {
+// with inode ino and cookie ck (where they are not 0).
+func vanished(path string, ino, ck uint64) bool {
 	n, err := ns.GetNS(path)
 	if err != nil {
 		var nsErr ns.NSPathNotExistErr
@@ -68,14 +68,14 @@ func vanished(path string, ino uint64) bool {
 		return errors.As(err, &nsErr) || errors.As(err, &notNS)
 	}
 	defer n.Close()
-	return ino != 0 && inode(n) != ino
+	return !sameNS(n, ino, ck)
 }
 
 // collect tears down the attachment of r, whose sandbox is gone, releases
 // its IPAM lease and removes the record.
 func collect(r *record) error {
 	c := &config.Conf{Bridge: r.Bridge, Mode: r.Mode}
-	if err := teardown(c, r, "", 0); err != nil {
+	if err := teardown(c, r, "", 0, 0); err != nil {
 		return err
 	}
 	if r.IPAM != "" && len(r.IPAMConf) > 0 {

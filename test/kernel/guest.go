@@ -91,6 +91,10 @@ type Config struct {
 	TestTimeout     time.Duration
 	CPUs, MemoryMB  int
 	Append          string // more of the kernel's command line
+	// Groups is how many guests run the packages at once, each from the
+	// same initramfs with its own share of them (Split); 0 or 1 is one
+	// guest.
+	Groups int
 	// Progress, if set, is called with each marker line ("@@@ start
 	// PACKAGE", "@@@ exit PACKAGE STATUS SECONDS") while the guest runs.
 	Progress func(line string)
@@ -151,16 +155,18 @@ func Build(dir string, c Config) (string, error) {
 	if err := s.CopyTree(c.ToolsDir, "opt/cni/bin", nil, 1<<30); err != nil {
 		return "", fmt.Errorf("staging the CNI tools: %w", err)
 	}
-	var manifest strings.Builder
-	for _, p := range c.Packages {
-		name := filepath.Base(p.Binary)
-		if err := s.CopyFile(p.Binary, filepath.Join("tests", name)); err != nil {
-			return "", fmt.Errorf("staging %s: %w", name, err)
+	for g, pkgs := range Split(c.Packages, c.Groups) {
+		var manifest strings.Builder
+		for _, p := range pkgs {
+			name := filepath.Base(p.Binary)
+			if err := s.CopyFile(p.Binary, filepath.Join("tests", name)); err != nil {
+				return "", fmt.Errorf("staging %s: %w", name, err)
+			}
+			fmt.Fprintf(&manifest, "%s %s %s\n", name, p.ImportPath, p.Rel)
 		}
-		fmt.Fprintf(&manifest, "%s %s %s\n", name, p.ImportPath, p.Rel)
-	}
-	if err := s.WriteFile("tests/manifest", 0o644, []byte(manifest.String())); err != nil {
-		return "", err
+		if err := s.WriteFile(fmt.Sprintf("tests/manifest.%d", g), 0o644, []byte(manifest.String())); err != nil {
+			return "", err
+		}
 	}
 	if err := s.WriteFile("init", 0o755, []byte(initScript(c))); err != nil {
 		return "", err
@@ -172,10 +178,40 @@ func Build(dir string, c Config) (string, error) {
 	return initrd, nil
 }
 
+// Heavy is the package that gets a guest of its own when there are two or
+// more: the end-to-end package, which runs longer than all the others
+// together under TCG.
+const Heavy = "test"
+
+// Split shares pkgs out between n guests: with n >= 2, Heavy alone in the
+// first and the rest in the second (a guest that would run nothing is left
+// out); else all in one.
+func Split(pkgs []Package, n int) [][]Package {
+	if n < 2 {
+		return [][]Package{pkgs}
+	}
+	var heavy, rest []Package
+	for _, p := range pkgs {
+		if p.Rel == Heavy {
+			heavy = append(heavy, p)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	var groups [][]Package
+	for _, g := range [][]Package{heavy, rest} {
+		if len(g) > 0 {
+			groups = append(groups, g)
+		}
+	}
+	return groups
+}
+
 // initScript is the guest's /init: set up the file systems, run each test
-// binary with its output on the second serial port between markers, power
-// off. Each binary runs in its package's directory of /src, as `go test`
-// would run it.
+// binary of its manifest (tests/manifest.N, N from tapbridge.group=N on
+// the kernel's command line) with its output on the second serial port
+// between markers, power off. Each binary runs in its package's directory
+// of /src, as `go test` would run it.
 func initScript(c Config) string {
 	flags := "-test.v=test2json -test.count=1 -test.timeout=" + c.TestTimeout.String()
 	if c.Run != "" {
@@ -207,13 +243,17 @@ chmod 0666 /dev/net/tun
 stty -F /dev/ttyS1 raw -echo
 exec 3>/dev/ttyS1
 echo "@@@ kernel $(uname -r) cpus $(nproc)" >&3
+group=0
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in tapbridge.group=*) group=${arg#tapbridge.group=} ;; esac
+done
 while read bin pkg rel; do
 	start=$(date +%s)
 	echo "@@@ start $pkg" >&3
 	(cd "/src/$rel" && exec "/tests/$bin" ` + flags + `) </dev/null >&3 2>&1
 	rc=$?
 	printf '\n@@@ exit %s %d %d\n' "$pkg" "$rc" "$(($(date +%s) - start))" >&3
-done < /tests/manifest
+done < "/tests/manifest.$group"
 echo "@@@ done" >&3
 sync
 poweroff -f
@@ -229,11 +269,14 @@ func shellQuote(s string) string {
 // the CPU time QEMU used (the guest's cost without the host's other load).
 // QEMU gets no network device: nothing of the host's network is reachable
 // from the guest.
-func Boot(ctx context.Context, dir, initrd string, c Config) (console, results []byte, cpu time.Duration, err error) {
-	consolePath := filepath.Join(dir, "console.log")
-	resultsPath := filepath.Join(dir, "results.log")
+//
+// group picks the guest's share of the packages (Split); its console and
+// results files are named after it in dir.
+func Boot(ctx context.Context, dir, initrd string, group int, c Config) (console, results []byte, cpu time.Duration, err error) {
+	consolePath := filepath.Join(dir, fmt.Sprintf("console.%d.log", group))
+	resultsPath := filepath.Join(dir, fmt.Sprintf("results.%d.log", group))
 	args := []string{
-		"-name", "tapbridge-kernel-test",
+		"-name", fmt.Sprintf("tapbridge-kernel-test-%d", group),
 		"-accel", "tcg",
 		"-cpu", "max",
 		"-smp", strconv.Itoa(c.CPUs),
@@ -248,7 +291,7 @@ func Boot(ctx context.Context, dir, initrd string, c Config) (console, results [
 		"-initrd", initrd,
 		// random.trust_cpu: RDRAND (emulated by -cpu max) seeds the
 		// kernel's RNG at once, so getrandom does not block the tests.
-		"-append", "console=ttyS0 panic=-1 loglevel=4 random.trust_cpu=on " + c.Append,
+		"-append", fmt.Sprintf("console=ttyS0 panic=-1 loglevel=4 random.trust_cpu=on tapbridge.group=%d %s", group, c.Append),
 	}
 	cmd := exec.Command(QEMU, args...)
 	var stderr bytes.Buffer

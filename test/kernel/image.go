@@ -15,18 +15,68 @@ import (
 	"syscall"
 )
 
-// FindKernel returns the newest /boot/vmlinuz-*-cloud-amd64 whose modules
-// are installed, and its version.
+// FindKernel returns the /boot/vmlinuz-*-cloud-amd64 to boot, whose
+// modules are installed, and its version: the oldest kernel series
+// installed (6.1 before 6.12: the suite proves the lowest supported
+// kernel, and Debian 12 also offers 6.12), its newest build (6.1.0-57
+// before 6.1.0-9).
 func FindKernel() (path, version string, err error) {
 	kernels, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
-	sort.Sort(sort.Reverse(sort.StringSlice(kernels)))
+	var found []string
 	for _, k := range kernels {
 		v := strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
 		if _, err := os.Stat(filepath.Join("/lib/modules", v, "modules.dep")); err == nil {
-			return k, v, nil
+			found = append(found, v)
 		}
 	}
-	return "", "", errors.New("no /boot/vmlinuz-*-cloud-amd64 with modules in /lib/modules: install linux-image-cloud-amd64")
+	if len(found) == 0 {
+		return "", "", errors.New("no /boot/vmlinuz-*-cloud-amd64 with modules in /lib/modules: install linux-image-cloud-amd64")
+	}
+	sort.Slice(found, func(i, j int) bool { return kernelLess(found[i], found[j]) })
+	v := found[0]
+	return filepath.Join("/boot", "vmlinuz-"+v), v, nil
+}
+
+// kernelLess orders kernel versions by series (major.minor) ascending,
+// then by build (the numbers after it) descending.
+func kernelLess(a, b string) bool {
+	na, nb := versionNumbers(a), versionNumbers(b)
+	for i := 0; i < 2; i++ {
+		if na[i] != nb[i] {
+			return na[i] < nb[i]
+		}
+	}
+	for i := 2; i < len(na) && i < len(nb); i++ {
+		if na[i] != nb[i] {
+			return na[i] > nb[i]
+		}
+	}
+	return len(na) > len(nb)
+}
+
+// versionNumbers returns the numbers of a kernel version in order:
+// "6.1.0-57-cloud-amd64" is 6 1 0 57, "6.12.117+deb12-cloud-amd64" is
+// 6 12 117 12.
+func versionNumbers(v string) []int {
+	nums := []int{0, 0}
+	n, in := 0, false
+	i := 0
+	for _, r := range v + "." {
+		if r >= '0' && r <= '9' {
+			n, in = n*10+int(r-'0'), true
+			continue
+		}
+		if in {
+			if i < 2 {
+				nums[i] = n
+			} else {
+				nums = append(nums, n)
+			}
+			i++
+		}
+		n, in = 0, false
+	}
+	return nums
 }
 
 // Programs are the host's programs the guest gets, with their shared

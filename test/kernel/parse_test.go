@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"sort"
 	"strings"
 	"testing"
 
@@ -82,5 +83,36 @@ func TestBuildTree(t *testing.T) {
 		"  TestB  \n"
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("buildTree (-want +got):\n%s", d)
+	}
+}
+
+// TestSplit: with two guests the end-to-end package runs alone in one and
+// the rest in the other; a guest with nothing to run is left out.
+func TestSplit(t *testing.T) {
+	a, e2e, b := Package{Rel: "internal/a"}, Package{Rel: Heavy}, Package{Rel: "test/testbed"}
+	for _, c := range []struct {
+		pkgs []Package
+		n    int
+		want [][]Package
+	}{
+		{[]Package{a, e2e, b}, 1, [][]Package{{a, e2e, b}}},
+		{[]Package{a, e2e, b}, 2, [][]Package{{e2e}, {a, b}}},
+		{[]Package{a, b}, 2, [][]Package{{a, b}}},
+		{[]Package{e2e}, 2, [][]Package{{e2e}}},
+	} {
+		if d := cmp.Diff(c.want, Split(c.pkgs, c.n)); d != "" {
+			t.Errorf("Split(%v, %d) (-want +got):\n%s", c.pkgs, c.n, d)
+		}
+	}
+}
+
+// TestKernelOrder: the suite boots the oldest series installed, its
+// newest build.
+func TestKernelOrder(t *testing.T) {
+	vs := []string{"6.12.117+deb12-cloud-amd64", "6.1.0-9-cloud-amd64", "6.1.0-57-cloud-amd64", "6.12.100+deb12-cloud-amd64"}
+	sort.Slice(vs, func(i, j int) bool { return kernelLess(vs[i], vs[j]) })
+	want := []string{"6.1.0-57-cloud-amd64", "6.1.0-9-cloud-amd64", "6.12.117+deb12-cloud-amd64", "6.12.100+deb12-cloud-amd64"}
+	if d := cmp.Diff(want, vs); d != "" {
+		t.Errorf("kernel order (-want +got):\n%s", d)
 	}
 }
