@@ -21,7 +21,7 @@ const (
 	envTestSkip = "TAPBRIDGE_TEST_KERNEL_SKIP"     // -test.skip inside the guest; default defaultSkip
 	envCPUs     = "TAPBRIDGE_TEST_KERNEL_CPUS"     // each guest's CPUs; default 2
 	envGuests   = "TAPBRIDGE_TEST_KERNEL_GUESTS"   // guests at once: 2 (./test in one, the rest in the other) or 1
-	envTimeout  = "TAPBRIDGE_TEST_KERNEL_PKG_TIME" // -test.timeout of each package; default 15m
+	envTimeout  = "TAPBRIDGE_TEST_KERNEL_PKG_TIME" // -test.timeout of each package; default 20m
 	envLogs     = "TAPBRIDGE_TEST_KERNEL_LOGS"     // a directory to keep the guest's console.log and results.log in
 	envAppend   = "TAPBRIDGE_TEST_KERNEL_APPEND"   // more of the guest kernel's command line
 	envVersion  = "TAPBRIDGE_TEST_KERNEL_VERSION"  // the kernel to boot (/boot/vmlinuz-VERSION); default FindKernel's
@@ -109,7 +109,7 @@ func TestKernel(t *testing.T) {
 		BinDir: binDir(t, root), ToolsDir: toolsDir(t, root),
 		Run:         os.Getenv(envTestRun),
 		Skip:        defaultSkip,
-		TestTimeout: 15 * time.Minute,
+		TestTimeout: 20 * time.Minute,
 		CPUs:        2,
 		MemoryMB:    2048,
 		Append:      os.Getenv(envAppend),
