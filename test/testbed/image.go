@@ -10,9 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
+
+	"github.com/tapbridge/tapbridge/test/kernel"
 )
 
 // GuestModules are the kernel modules the guest loads, in this order; the
@@ -80,18 +81,10 @@ func WriteImage(dir string) (*Image, error) {
 	}, nil
 }
 
-// findKernel returns the newest /boot/vmlinuz-*-cloud-amd64 that has its
-// modules installed.
+// findKernel returns the kernel the guests boot: the one the kernel suite
+// boots (test/kernel.FindKernel), so that one rule picks it.
 func findKernel() (path, version string, err error) {
-	kernels, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
-	sort.Sort(sort.Reverse(sort.StringSlice(kernels)))
-	for _, k := range kernels {
-		v := strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
-		if _, err := os.Stat(filepath.Join("/lib/modules", v, "modules.dep")); err == nil {
-			return k, v, nil
-		}
-	}
-	return "", "", fmt.Errorf("no /boot/vmlinuz-*-cloud-amd64 with modules in /lib/modules: install linux-image-cloud-amd64")
+	return kernel.FindKernel()
 }
 
 // buildInitramfs returns the gzip-compressed archive and the modules in it.
