@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"sort"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -108,9 +107,6 @@ func (j *Journal) migrate(o Options) error {
 	}
 	o.logf("enslaved %s to %s", j.Uplink, j.Bridge)
 	failpoint.Hit("up:enslave")
-	if !waitTransmitting(j.Bridge, j.Uplink) {
-		o.logf("%s has not come up within %v: moving the routes anyway", j.Bridge, transmitWait)
-	}
 
 	if err := moveRoutes(j.Routes, br.Attrs().Index); err != nil {
 		return err
@@ -211,37 +207,4 @@ func delAddrs(link netlink.Link, addrs []Addr) error {
 		}
 	}
 	return nil
-}
-
-// transmitWait bounds waitTransmitting: a bridge whose STP holds the
-// uplink in listening/learning gets its carrier only after the forward
-// delay, and up does not wait for that.
-const transmitWait = 2 * time.Second
-
-// waitTransmitting waits until the bridge can transmit before the routes
-// move onto it. A bridge that came up without ports has no carrier, so the
-// kernel leaves its transmit queue unattached (everything sent is dropped)
-// until the link-watch worker handles the carrier the uplink brings; that
-// worker runs at most once a second. Since Linux 6.7 looking a link up
-// runs it for that link; on 6.1 a route moved in that second loses what
-// the host sends (the 6.1 test guest lost one ping of 108). The worker
-// sets the operational state just before it attaches the queue, under the
-// same lock a link lookup takes, so "operstate up" means the bridge
-// transmits. Without a carrier on the uplink there is nothing to wait for.
-func waitTransmitting(bridgeName, uplinkName string) bool {
-	deadline := time.Now().Add(transmitWait)
-	for {
-		up, err := link.Get(uplinkName)
-		if err != nil || up.Attrs().RawFlags&unix.IFF_LOWER_UP == 0 {
-			return true
-		}
-		br, err := link.Get(bridgeName)
-		if err != nil || br.Attrs().OperState == netlink.OperUp {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

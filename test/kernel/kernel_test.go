@@ -47,12 +47,13 @@ var defaultPackages = []string{"./internal/...", "./test/..."}
 //     case a fresh test bed: together about five minutes under TCG, for
 //     kernel operations that the tests run there already do (up and down,
 //     CNI ADD, CHECK and DEL of every version and mode, rollbacks);
-//   - TestUpLosesNothing lost one ping of 108 during up in one guest run
-//     of five (never on the host). up now waits for the bridge to transmit
-//     before moving routes onto it (uplink.waitTransmitting, the 6.1
-//     link-watch delay it explains), which the guest has not yet been
-//     seen to fix over repeated runs: it stays out of the default run
-//     until it has, so that a one-in-five loss cannot fail `make test`.
+//   - TestUpLosesNothing: on 6.1, up loses one ping of the test's
+//     10 ms stream. Run alone in the guest it fails every time (4 of 4;
+//     docs/kernel.md has the command, 20 s a run); after other tests it
+//     mostly passes. The cause is not found: a wait for the bridge's
+//     link-watch activation before the routes move did not change it.
+//     Left out so that `make test` stays green while that is open; it
+//     runs on the host in every make test.
 const defaultSkip = "^(TestCNIParallel|TestKillAnywhere|TestMove|TestFindUnmovable|TestInstall|TestDeb|TestUpLosesNothing|" +
 	"TestUpCrashSafe|TestCNIAddFailsCleanly|TestCNICheckFindsDifferences|TestCNIDelIdempotent)$"
 
