@@ -123,7 +123,14 @@ func (s sysctls) release(user string, keys []string) error {
 		delete(s, key)
 		if h.Orig != h.Set && (h.Link == "" || linkIndex(h.Link) == h.Index) {
 			if cur, err := sysctl.Read(key); err == nil && cur == h.Set {
-				if err := sysctl.Write(key, h.Orig); err != nil {
+				err := sysctl.Write(key, h.Orig)
+				if err != nil && h.Link != "" && errors.Is(err, fs.ErrNotExist) && linkIndex(h.Link) != h.Index {
+					// The interface went away between the check and the
+					// write (a DEL deletes the port while it releases):
+					// nothing is left to put back.
+					err = nil
+				}
+				if err != nil {
 					h.Users = []string{user}
 					s[key] = h
 					errs = append(errs, err)
