@@ -94,15 +94,7 @@ func ifupdownText(o Options, f string, depth int) []byte {
 		if len(fs) < 2 || (fs[0] != "source" && fs[0] != "source-directory") {
 			continue
 		}
-		pat := fs[1]
-		if fs[0] == "source-directory" {
-			pat = filepath.Join(pat, "*")
-		}
-		if !filepath.IsAbs(pat) {
-			pat = filepath.Join("/etc/network", pat)
-		}
-		matches, _ := filepath.Glob(o.path(pat))
-		for _, m := range matches {
+		for _, m := range ifupdownSources(o, fs[0], fs[1]) {
 			out = append(append(out, '\n'), ifupdownText(o, m, depth+1)...)
 		}
 	}
@@ -263,15 +255,7 @@ func ifupdownOwns(o Options, f, up string, depth int) *Manager {
 		case len(fs) >= 4 && fs[0] == "iface" && fs[1] == up && fs[2] == "inet":
 			return &Manager{Name: Ifupdown, Evidence: f, DHCP: fs[3] == "dhcp", file: f}
 		case len(fs) >= 2 && (fs[0] == "source" || fs[0] == "source-directory"):
-			pat := fs[1]
-			if fs[0] == "source-directory" {
-				pat = filepath.Join(pat, "*")
-			}
-			if !filepath.IsAbs(pat) {
-				pat = filepath.Join("/etc/network", pat)
-			}
-			matches, _ := filepath.Glob(o.path(pat))
-			for _, m := range matches {
+			for _, m := range ifupdownSources(o, fs[0], fs[1]) {
 				if r := ifupdownOwns(o, m, up, depth+1); r != nil {
 					return r
 				}
@@ -448,4 +432,19 @@ func ifaceStanza(up string, dhcp bool) string {
 		return fmt.Sprintf("auto %s / iface %s inet dhcp", up, up)
 	}
 	return fmt.Sprintf("auto %s / iface %s inet static, with its address and gateway", up, up)
+}
+
+// ifupdownSources are the files an interfaces(5) "source" or
+// "source-directory" line (kind) names with arg, relative paths taken
+// from /etc/network.
+func ifupdownSources(o Options, kind, arg string) []string {
+	pat := arg
+	if kind == "source-directory" {
+		pat = filepath.Join(pat, "*")
+	}
+	if !filepath.IsAbs(pat) {
+		pat = filepath.Join("/etc/network", pat)
+	}
+	matches, _ := filepath.Glob(o.path(pat))
+	return matches
 }
