@@ -289,7 +289,10 @@ func (g *Guest) Stop() error {
 }
 
 var (
-	leaseLine = regexp.MustCompile(`TB-LEASE ip=(\S+)`)
+	// A whole line only: the serial console arrives a few bytes at a time
+	// under TCG, and "TB-LEASE ip=198.51.100.1" may be the first part of
+	// 198.51.100.149.
+	leaseLine = regexp.MustCompile(`TB-LEASE ip=(\S+)[^\n]*\n`)
 	errorLine = regexp.MustCompile(`TB-ERROR[^\n]*`)
 )
 
@@ -308,17 +311,25 @@ func (g *Guest) WaitLease(timeout time.Duration) (netip.Addr, error) {
 	var ip netip.Addr
 	var perr error
 	err := g.wait("waiting for a DHCP lease", timeout, func(out string) bool {
-		m := leaseLine.FindStringSubmatch(out)
-		if m == nil {
-			return false
-		}
-		ip, perr = netip.ParseAddr(m[1])
-		return true
+		var found bool
+		ip, found, perr = leaseIn(out)
+		return found
 	})
 	if err == nil {
 		err = perr
 	}
 	return ip, err
+}
+
+// leaseIn finds the address of the first whole TB-LEASE line in a console's
+// output.
+func leaseIn(out string) (ip netip.Addr, found bool, err error) {
+	m := leaseLine.FindStringSubmatch(out)
+	if m == nil {
+		return netip.Addr{}, false, nil
+	}
+	ip, err = netip.ParseAddr(m[1])
+	return ip, true, err
 }
 
 // WaitReady waits until the guest has its lease and serves HTTP
