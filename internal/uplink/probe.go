@@ -39,10 +39,15 @@ func (j *Journal) gateway() net.IP {
 }
 
 // probe checks that the default gateway answers neighbour resolution
-// (ARP or NDP) through the bridge. The gateway's neighbour entry on the
-// bridge is flushed first, so only a fresh answer counts: an entry learnt
-// before the move proves nothing. Sending a datagram to the discard port
-// makes the kernel resolve; no ICMP answer from the gateway is needed.
+// (ARP or NDP) through the bridge. Only a fresh answer counts: an entry
+// learnt before the move proves nothing, so a valid entry on the bridge is
+// put in the kernel's PROBE state, where it goes on carrying traffic while
+// the kernel asks the gateway again (unicast) and only the gateway's reply
+// makes it REACHABLE. Deleting the entry instead would drop a packet on its
+// way to the gateway at that instant (the host's reply to the gateway's
+// own traffic, say). Without a valid entry, a datagram to the discard port
+// makes the kernel resolve afresh; no ICMP answer from the gateway is
+// needed. An entry the admin pinned (permanent or noarp) stands.
 func (j *Journal) probe(o Options) error {
 	failpoint.Hit("up:probe")
 	gw := j.gateway()
@@ -62,7 +67,10 @@ func (j *Journal) probe(o Options) error {
 	if gw.To4() == nil {
 		family = netlink.FAMILY_V6
 	}
-	_ = netlink.NeighDel(&netlink.Neigh{LinkIndex: br.Attrs().Index, Family: family, IP: gw})
+	if pinned := revalidate(br.Attrs().Index, family, gw); pinned {
+		o.logf("gateway %s is pinned on %s (permanent or noarp): probe skipped", gw, j.Bridge)
+		return nil
+	}
 	start := time.Now()
 	deadline := start.Add(timeout)
 	for time.Now().Before(deadline) {
@@ -102,6 +110,33 @@ func poke(dev string, gw net.IP) {
 	}
 	_, _ = c.Write([]byte{0})
 	c.Close()
+}
+
+// revalidate puts the gateway's valid neighbour entry on the bridge in
+// the PROBE state, keeping its link-layer address, so that it only
+// becomes REACHABLE again on a fresh answer. It reports whether the entry
+// is pinned (permanent or noarp), which the kernel never re-asks.
+func revalidate(idx, family int, gw net.IP) (pinned bool) {
+	neighs, err := netlink.NeighList(idx, family)
+	if err != nil {
+		return false
+	}
+	for _, n := range neighs {
+		if !n.IP.Equal(gw) {
+			continue
+		}
+		switch {
+		case n.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0:
+			return true
+		case n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE) != 0 && len(n.HardwareAddr) > 0:
+			e := &netlink.Neigh{LinkIndex: idx, Family: family, IP: gw, HardwareAddr: n.HardwareAddr, State: netlink.NUD_PROBE}
+			if netlink.NeighSet(e) != nil {
+				// Never seen; an answer from before must still not count.
+				_ = netlink.NeighDel(e)
+			}
+		}
+	}
+	return false
 }
 
 func resolved(idx, family int, gw net.IP) bool {

@@ -2,6 +2,7 @@ package frames
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -107,6 +108,48 @@ func (s *Socket) Read(d time.Duration) [][]byte {
 		frames = append(frames, append([]byte(nil), buf[:n]...))
 	}
 	return frames
+}
+
+// Stamped is a frame and when the kernel received it.
+type Stamped struct {
+	Frame []byte
+	At    time.Time
+}
+
+// ReadStamped is Read with the kernel's receive time of each frame
+// (SO_TIMESTAMPNS): when a frame reached the interface, not when the test
+// got round to reading it.
+func (s *Socket) ReadStamped(d time.Duration) ([]Stamped, error) {
+	if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		return nil, fmt.Errorf("SO_TIMESTAMPNS on %s: %w", s.name, err)
+	}
+	var frames []Stamped
+	buf := make([]byte, 65536)
+	oob := make([]byte, unix.CmsgSpace(16))
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		n, oobn, _, from, err := unix.Recvmsg(s.fd, buf, oob, 0)
+		if err != nil {
+			continue // EAGAIN: the receive timeout
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		f := Stamped{Frame: append([]byte(nil), buf[:n]...)}
+		cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return frames, fmt.Errorf("reading on %s: %w", s.name, err)
+		}
+		for _, m := range cmsgs {
+			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+				f.At = time.Unix(int64(binary.NativeEndian.Uint64(m.Data)), int64(binary.NativeEndian.Uint64(m.Data[8:])))
+			}
+		}
+		if f.At.IsZero() {
+			return frames, fmt.Errorf("reading on %s: no receive time", s.name)
+		}
+		frames = append(frames, f)
+	}
+	return frames, nil
 }
 
 // TAP is the file descriptor of a TAP opened without IFF_VNET_HDR and with
