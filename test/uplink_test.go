@@ -868,3 +868,64 @@ func TestUpTwoBridgesOneUplink(t *testing.T) {
 		t.Errorf("router cannot reach the host: %v", err)
 	}
 }
+
+// TestUpSetsAsideJournalOfDeletedNamespace: the kernel gives a new network
+// namespace the inode number of a deleted one. The journal of an `up` made
+// in the deleted namespace (and never undone) must not be taken for the new
+// namespace's, even where the new one looks the same: an `up` that resumes
+// a journal does not roll back when it fails (it may be finishing a
+// migration VMs already use), so this namespace's failed `up` would leave
+// its uplink enslaved to a bridge.
+func TestUpSetsAsideJournalOfDeletedNamespace(t *testing.T) {
+	needRoot(t)
+	runDir := t.TempDir()
+	ns := testbed.NewNetNS(t)
+	uplink := func() {
+		ns.MustExec(t, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
+		ns.MustExec(t, "ip", "addr", "add", "192.0.2.10/24", "dev", "eth0")
+		ns.MustExec(t, "ip", "link", "set", "eth0p", "up")
+		ns.MustExec(t, "ip", "link", "set", "eth0", "up")
+		ns.MustExec(t, "ip", "route", "add", "default", "via", "192.0.2.1") // nobody answers there
+	}
+	up := func(args ...string) (string, error) {
+		cmd := ns.Command(bin("tapbridge"), append([]string{"up", "--uplink", "eth0"}, args...)...)
+		cmd.Env = append(os.Environ(), "TAPBRIDGE_RUN_DIR="+runDir)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	uplink()
+	if out, err := up("--no-probe"); err != nil {
+		t.Fatalf("tapbridge up in %s: %v\n%s", ns.Name, err, out)
+	}
+	oldIno, err := ns.Inode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "ip", "netns", "del", ns.Name) // its journal stays: nobody ran down
+	for i := 0; ; i++ {
+		mustRun(t, "ip", "netns", "add", ns.Name)
+		if ino, err := ns.Inode(); err == nil && ino == oldIno {
+			break
+		}
+		if i == 50 {
+			t.Skipf("no new namespace got the deleted one's inode %d in 50 tries", oldIno)
+		}
+		mustRun(t, "ip", "netns", "del", ns.Name)
+		time.Sleep(100 * time.Millisecond)
+	}
+	uplink()
+	before := ns.MustExec(t, "ip", "-d", "-br", "addr", "show", "dev", "eth0")
+	out, err := up("--probe-timeout", "300ms")
+	if err == nil {
+		t.Fatalf("up with no gateway answering succeeded:\n%s", out)
+	}
+	if !strings.Contains(out, "since deleted, whose inode number the kernel gave this one") {
+		t.Errorf("up did not say the journal is another namespace's:\n%s", out)
+	}
+	if after := ns.MustExec(t, "ip", "-d", "-br", "addr", "show", "dev", "eth0"); after != before {
+		t.Errorf("the failed up did not roll back; eth0 was\n%s\nand is\n%s\nup said:\n%s", before, after, out)
+	}
+	if _, err := ns.Exec("ip", "link", "show", "br0"); err == nil {
+		t.Errorf("the failed up left br0 behind; it said:\n%s", out)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/mac"
+	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
 )
@@ -107,25 +108,13 @@ func inode(n ns.NetNS) uint64 {
 	return st.Ino
 }
 
-// soNetnsCookie is SO_NETNS_COOKIE (Linux 5.14), which golang.org/x/sys
-// does not name.
-const soNetnsCookie = 71
-
 // cookie returns the network namespace's cookie, which the kernel never
 // gives another namespace (unlike its inode number), or 0 when the kernel
 // is older than 5.14 or it cannot be read.
 func cookie(n ns.NetNS) uint64 {
 	var c uint64
 	_ = n.Do(func(ns.NetNS) error {
-		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		v, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, soNetnsCookie)
-		if err == nil {
-			c = v
-		}
+		c = state.NetNSCookie()
 		return nil
 	})
 	return c

@@ -18,6 +18,10 @@ import (
 type Host struct {
 	// NetNS is "DEV:INODE" of the nsfs file of the network namespace.
 	NetNS string `json:"netns"`
+	// NetNSCookie is the namespace's cookie (SO_NETNS_COOKIE, Linux 5.14),
+	// which, unlike the inode number, the kernel never gives another
+	// namespace; 0 where the kernel has none (not compared then).
+	NetNSCookie uint64 `json:"netnsCookie,omitempty"`
 	// BootID is /proc/sys/kernel/random/boot_id.
 	BootID string `json:"bootID"`
 }
@@ -35,9 +39,29 @@ func CurrentHost() (Host, error) {
 		return Host{}, fmt.Errorf("reading the boot id: %w", err)
 	}
 	return Host{
-		NetNS:  fmt.Sprintf("%d:%d", st.Dev, st.Ino),
-		BootID: strings.TrimSpace(string(boot)),
+		NetNS:       fmt.Sprintf("%d:%d", st.Dev, st.Ino),
+		NetNSCookie: NetNSCookie(),
+		BootID:      strings.TrimSpace(string(boot)),
 	}, nil
+}
+
+// soNetnsCookie is SO_NETNS_COOKIE (Linux 5.14), which golang.org/x/sys
+// does not name.
+const soNetnsCookie = 71
+
+// NetNSCookie returns the cookie of the calling thread's network namespace,
+// or 0 when the kernel is older than 5.14 or it cannot be read.
+func NetNSCookie() uint64 {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(fd)
+	c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, soNetnsCookie)
+	if err != nil {
+		return 0
+	}
+	return c
 }
 
 // Differs says how h is not the live host, or "" when it is.
@@ -49,6 +73,8 @@ func (h Host) Differs(live Host) string {
 		return fmt.Sprintf("it was written before a reboot (boot %s, now %s)", h.BootID, live.BootID)
 	case h.NetNS != live.NetNS:
 		return fmt.Sprintf("it was written in another network namespace (nsfs %s, this one is %s)", h.NetNS, live.NetNS)
+	case h.NetNSCookie != 0 && live.NetNSCookie != 0 && h.NetNSCookie != live.NetNSCookie:
+		return fmt.Sprintf("it was written in another network namespace, since deleted, whose inode number the kernel gave this one (nsfs %s, cookie %d, this one's is %d)", h.NetNS, h.NetNSCookie, live.NetNSCookie)
 	}
 	return ""
 }

@@ -213,11 +213,22 @@ func TestHostDiffers(t *testing.T) {
 	}{
 		{Host{NetNS: live.NetNS, BootID: "00000000-0000-0000-0000-000000000000"}, "before a reboot"},
 		{Host{NetNS: "4:1", BootID: live.BootID}, "another network namespace"},
+		{Host{NetNS: live.NetNS, NetNSCookie: live.NetNSCookie + 1, BootID: live.BootID}, "since deleted, whose inode number the kernel gave this one"},
 		{Host{}, "older tapbridge"},
 	} {
 		if d := tt.h.Differs(live); !strings.Contains(d, tt.want) {
 			t.Errorf("%+v.Differs = %q, want %q", tt.h, d, tt.want)
 		}
+	}
+	if live.NetNSCookie == 0 {
+		t.Errorf("the live host has no namespace cookie (SO_NETNS_COOKIE, Linux 5.14)")
+	}
+	// A record without a cookie (an older tapbridge's, or a kernel
+	// before 5.14) is compared by inode alone.
+	noCookie := live
+	noCookie.NetNSCookie = 0
+	if d := noCookie.Differs(live); d != "" {
+		t.Errorf("a record without a cookie differs: %s", d)
 	}
 	b, _ := json.Marshal(live)
 	if !strings.Contains(string(b), `"netns"`) || !strings.Contains(string(b), `"bootID"`) {
