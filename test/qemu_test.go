@@ -607,7 +607,11 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 			defer qemuEnd.Close()
 			cmd := n.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", b.helper, "--use-vnet", "--fd=3", "--br=br0")
 			cmd.ExtraFiles = []*os.File{helperEnd}
-			cmd.Env = append(os.Environ(), b.env()...)
+			// The caller asks for a fault-injection trace in a directory
+			// only root may write to: the helper must not write it for
+			// them (a setuid helper would create or append to any file).
+			trace := filepath.Join(t.TempDir(), "trace")
+			cmd.Env = append(os.Environ(), append(b.env(), "TAPBRIDGE_FAILPOINT_TRACE="+trace)...)
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
@@ -682,6 +686,9 @@ func TestBridgeHelperPrivileges(t *testing.T) {
 				}
 			case <-time.After(10 * time.Second):
 				t.Fatal("the helper did not finish after the lock was released")
+			}
+			if _, err := os.Stat(trace); !os.IsNotExist(err) {
+				t.Errorf("the helper wrote the caller's TAPBRIDGE_FAILPOINT_TRACE file %s (stat: %v)", trace, err)
 			}
 			tapFD := testkit.RecvFD(t, int(qemuEnd.Fd()))
 			if out := n.MustExec(t, "ip", "-o", "link", "show", "master", "br0"); !strings.Contains(out, "tap0") {

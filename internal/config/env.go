@@ -3,6 +3,8 @@ package config
 import (
 	"strconv"
 	"strings"
+
+	"github.com/tapbridge/tapbridge/internal/failpoint"
 )
 
 // Environment variables through which a QEMU hook gets per-VM values: QEMU
@@ -58,18 +60,19 @@ func (c *Conf) ApplyEnv(getenv func(string) string) error {
 // tests), fault injection for the crash tests (package failpoint), and what
 // the test suites pass on to the binaries they run.
 const (
-	EnvRunDir        = "TAPBRIDGE_RUN_DIR"
-	EnvLockTimeout   = "TAPBRIDGE_LOCK_TIMEOUT"
-	EnvJournalSocket = "TAPBRIDGE_JOURNAL_SOCKET"
-	EnvFailpoint     = "TAPBRIDGE_FAILPOINT"
-	EnvBinDir        = "TAPBRIDGE_BIN_DIR"
+	EnvRunDir         = "TAPBRIDGE_RUN_DIR"
+	EnvLockTimeout    = "TAPBRIDGE_LOCK_TIMEOUT"
+	EnvJournalSocket  = "TAPBRIDGE_JOURNAL_SOCKET"
+	EnvFailpoint      = failpoint.EnvKill
+	EnvFailpointTrace = failpoint.EnvTrace
+	EnvBinDir         = "TAPBRIDGE_BIN_DIR"
 	// EnvKernelGuest is set by the distribution-kernel test suite in its
 	// guest, whose test binaries pass it on to tapbridge's.
 	EnvKernelGuest = "TAPBRIDGE_KERNEL_GUEST"
 )
 
 // knownEnv is every TAPBRIDGE_ variable that means something.
-var knownEnv = []string{EnvConf, EnvBridge, EnvMAC, EnvIPs, EnvVLAN, EnvIsolated, EnvRouted, EnvRunDir, EnvLockTimeout, EnvJournalSocket, EnvFailpoint, EnvBinDir, EnvKernelGuest}
+var knownEnv = []string{EnvConf, EnvBridge, EnvMAC, EnvIPs, EnvVLAN, EnvIsolated, EnvRouted, EnvRunDir, EnvLockTimeout, EnvJournalSocket, EnvFailpoint, EnvFailpointTrace, EnvBinDir, EnvKernelGuest}
 
 // CheckEnv refuses a TAPBRIDGE_ variable in environ ("KEY=VALUE" strings,
 // os.Environ) that tapbridge does not know, naming the nearest one it does:

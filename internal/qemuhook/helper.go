@@ -14,6 +14,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/bridge"
 	"github.com/tapbridge/tapbridge/internal/config"
+	"github.com/tapbridge/tapbridge/internal/failpoint"
 	"github.com/tapbridge/tapbridge/internal/ifname"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/internal/vmport"
@@ -172,8 +173,9 @@ func helperEnv(getenv func(string) string, caller Caller) (func(string) string, 
 			return nil, err
 		}
 	}
-	// Only tests set this; a user must not crash the helper mid-migration.
-	_ = os.Unsetenv("TAPBRIDGE_FAILPOINT")
+	// Only tests set these; a user must not crash the helper mid-migration
+	// or have it write a file of their choosing as root.
+	failpoint.Disable()
 	return func(k string) string { return vals[k] }, nil
 }
 
