@@ -255,11 +255,12 @@ func TestDownKeepsBridgeWithOtherPorts(t *testing.T) {
 // One window is the kernel's, not tapbridge's: while the kernel adds eth0
 // to br0 (br_add_if), eth0 already hands what it receives to the bridge
 // but the bridge port is not yet forwarding, and drops it. On a real CPU
-// the window is microseconds (no ping fell in it at 10 µs spacing); under
-// QEMU's emulation (test/kernel) the enslave call takes 30-120 ms and a
-// ping falls in it nearly every run, on 6.1 and 6.12 alike. A lost ping is
-// excused only if its echo request reached eth0 (kernel receive time)
-// between the two steps that bracket the enslave (failpoint trace).
+// the call takes 0.1-0.3 ms and no ping fell in the window in 5 runs at
+// 10 µs spacing; under QEMU's emulation (test/kernel) the call takes
+// 30-120 ms and a ping falls in it nearly every run, on 6.1 and 6.12 alike.
+// A lost ping is excused only if its echo request reached eth0 (kernel
+// receive time) between the two steps that bracket the enslave (failpoint
+// trace) and no reply to it left eth0.
 
 func TestUpLosesNothing(t *testing.T) {
 	l := newUplinkLAN(t)
@@ -294,8 +295,9 @@ func TestUpLosesNothing(t *testing.T) {
 	defer unix.Close(icmp)
 
 	stop := make(chan struct{})
-	// When each echo request reached eth0.
+	// When each echo request reached eth0, and which were answered there.
 	requests := map[uint16]time.Time{}
+	replied := map[uint16]bool{}
 	var captureErr error
 	capture := frames.OpenPacket(t, l.hv.Path, "eth0")
 	captured := make(chan struct{})
@@ -313,8 +315,10 @@ func TestUpLosesNothing(t *testing.T) {
 				return
 			}
 			for _, f := range got {
-				if seq, ok := echoRequestSeq(f.Frame, 0x7462); ok {
+				if seq, ok := echoSeq(f.Frame, 8, pingID); ok && !f.Outgoing {
 					requests[seq] = f.At
+				} else if seq, ok := echoSeq(f.Frame, 0, pingID); ok && f.Outgoing {
+					replied[seq] = true
 				}
 			}
 		}
@@ -336,7 +340,7 @@ func TestUpLosesNothing(t *testing.T) {
 			}
 			pkt := make([]byte, 8)
 			pkt[0] = 8 // echo request
-			binary.BigEndian.PutUint16(pkt[4:], 0x7462)
+			binary.BigEndian.PutUint16(pkt[4:], pingID)
 			binary.BigEndian.PutUint16(pkt[6:], seq)
 			binary.BigEndian.PutUint16(pkt[2:], icmpChecksum(pkt))
 			if err := unix.Sendto(icmp, pkt, 0, dst); err == nil {
@@ -354,7 +358,7 @@ func TestUpLosesNothing(t *testing.T) {
 			n, _, err := unix.Recvfrom(icmp, buf, 0)
 			if err == nil && n >= 20 {
 				p := buf[int(buf[0]&0x0f)*4 : n] // skip the IP header
-				if len(p) >= 8 && p[0] == 0 && binary.BigEndian.Uint16(p[4:]) == 0x7462 {
+				if len(p) >= 8 && p[0] == 0 && binary.BigEndian.Uint16(p[4:]) == pingID {
 					mu.Lock()
 					received[binary.BigEndian.Uint16(p[6:])] = true
 					mu.Unlock()
@@ -440,7 +444,7 @@ func TestUpLosesNothing(t *testing.T) {
 		if received[uint16(seq)] {
 			continue
 		}
-		if at := requests[uint16(seq)]; !at.Before(enslaveFrom) && !at.After(enslaveTo) {
+		if at := requests[uint16(seq)]; !replied[uint16(seq)] && !at.Before(enslaveFrom) && !at.After(enslaveTo) {
 			t.Logf("ping %d reached eth0 %v into the %v the kernel took to add eth0 to br0, and was dropped there (the kernel's window; see the comment)",
 				seq, at.Sub(enslaveFrom).Round(time.Microsecond), enslaveTo.Sub(enslaveFrom).Round(time.Microsecond))
 			continue
@@ -498,7 +502,18 @@ func TestUpProbeKeepsGatewayEntry(t *testing.T) {
 			mustDo(t, l.hv, func() error { return netlink.NeighSubscribe(updates, done) })
 			router := frames.OpenPacket(t, l.router.Path, testbed.RouterIf)
 			out := l.mustTapbridge(t, "up", "--uplink", "eth0")
-			l.ip(t, "neigh", "show") // a round trip: the updates up caused are queued
+			// A marker entry: once its update is read, so are all up caused.
+			l.ip(t, "neigh", "replace", "192.0.2.99", "dev", "br0", "lladdr", "02:00:00:00:00:99", "nud", "permanent")
+			var seen []netlink.NeighUpdate
+			for marked := false; !marked; {
+				select {
+				case u := <-updates:
+					seen = append(seen, u)
+					marked = u.Type == unix.RTM_NEWNEIGH && u.IP.Equal(net.IPv4(192, 0, 2, 99))
+				case <-time.After(5 * time.Second):
+					t.Fatal("the marker neighbour entry's update did not come within 5s")
+				}
+			}
 			close(done)
 			asked := 0 // ARP requests for the gateway (queued on the socket since it opened)
 			for _, f := range router.Read(50 * time.Millisecond) {
@@ -509,7 +524,7 @@ func TestUpProbeKeepsGatewayEntry(t *testing.T) {
 			if fresh := asked > 0; fresh == tc.pinned {
 				t.Errorf("the host asked for the gateway's MAC %d times during up; want a fresh answer: %v", asked, !tc.pinned)
 			}
-			for u := range updates {
+			for _, u := range seen {
 				if u.Type == unix.RTM_DELNEIGH && u.IP.Equal(net.IPv4(192, 0, 2, 1)) && u.LinkIndex == br.Attrs().Index {
 					t.Errorf("up deleted the gateway's %s neighbour entry on br0; it said:\n%s", tc.nud, out)
 				}
@@ -527,14 +542,21 @@ func TestUpProbeKeepsGatewayEntry(t *testing.T) {
 	}
 }
 
-// echoRequestSeq returns the sequence number of an ICMP echo request with
-// the identifier id in an Ethernet frame.
-func echoRequestSeq(frame []byte, id uint16) (uint16, bool) {
+// pingID is the identifier of TestUpLosesNothing's echo requests.
+const pingID = 0x7462
+
+// echoSeq returns the sequence number of an ICMP echo message of type typ
+// (8 request, 0 reply) with the identifier id in an Ethernet frame.
+func echoSeq(frame []byte, typ byte, id uint16) (uint16, bool) {
 	if len(frame) < 14+20 || binary.BigEndian.Uint16(frame[12:]) != unix.ETH_P_IP || frame[14+9] != unix.IPPROTO_ICMP {
 		return 0, false
 	}
-	icmp := frame[14+int(frame[14]&0x0f)*4:]
-	if len(icmp) < 8 || icmp[0] != 8 || binary.BigEndian.Uint16(icmp[4:]) != id {
+	ihl := int(frame[14]&0x0f) * 4
+	if ihl < 20 || len(frame) < 14+ihl+8 {
+		return 0, false
+	}
+	icmp := frame[14+ihl:]
+	if icmp[0] != typ || binary.BigEndian.Uint16(icmp[4:]) != id {
 		return 0, false
 	}
 	return binary.BigEndian.Uint16(icmp[6:]), true
@@ -902,17 +924,7 @@ func TestUpSetsAsideJournalOfDeletedNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustRun(t, "ip", "netns", "del", ns.Name) // its journal stays: nobody ran down
-	for i := 0; ; i++ {
-		mustRun(t, "ip", "netns", "add", ns.Name)
-		if ino, err := ns.Inode(); err == nil && ino == oldIno {
-			break
-		}
-		if i == 50 {
-			t.Skipf("no new namespace got the deleted one's inode %d in 50 tries", oldIno)
-		}
-		mustRun(t, "ip", "netns", "del", ns.Name)
-		time.Sleep(100 * time.Millisecond)
-	}
+	ns = reuseInode(t, oldIno)
 	uplink()
 	before := ns.MustExec(t, "ip", "-d", "-br", "addr", "show", "dev", "eth0")
 	out, err := up("--probe-timeout", "300ms")
@@ -928,4 +940,38 @@ func TestUpSetsAsideJournalOfDeletedNamespace(t *testing.T) {
 	if _, err := ns.Exec("ip", "link", "show", "br0"); err == nil {
 		t.Errorf("the failed up left br0 behind; it said:\n%s", out)
 	}
+}
+
+// reuseInode makes network namespaces until one gets the inode number ino,
+// freed by a namespace just deleted, and returns that one (deleted at t's
+// cleanup). The kernel hands out the lowest free number, so the others are
+// kept until then: each fills a lower gap that other tests' namespaces,
+// torn down meanwhile, may have left.
+func reuseInode(t *testing.T, ino uint64) *testbed.NetNS {
+	t.Helper()
+	var others []*testbed.NetNS
+	defer func() {
+		for _, n := range others {
+			_ = n.Delete()
+		}
+	}()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
+		n, err := testbed.CreateNetNS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := n.Inode(); err == nil && got == ino {
+			t.Cleanup(func() { _ = n.Delete() })
+			return n
+		} else if err == nil && got > ino {
+			// Not freed yet (the kernel tears a namespace down
+			// asynchronously): try again with this one gone.
+			_ = n.Delete()
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		others = append(others, n)
+	}
+	t.Skipf("no new namespace got the deleted one's inode %d within 10s", ino)
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -40,14 +41,11 @@ func (j *Journal) gateway() net.IP {
 
 // probe checks that the default gateway answers neighbour resolution
 // (ARP or NDP) through the bridge. Only a fresh answer counts: an entry
-// learnt before the move proves nothing, so a valid entry on the bridge is
-// put in the kernel's PROBE state, where it goes on carrying traffic while
-// the kernel asks the gateway again (unicast) and only the gateway's reply
-// makes it REACHABLE. Deleting the entry instead would drop a packet on its
-// way to the gateway at that instant (the host's reply to the gateway's
-// own traffic, say). Without a valid entry, a datagram to the discard port
-// makes the kernel resolve afresh; no ICMP answer from the gateway is
-// needed. An entry the admin pinned (permanent or noarp) stands.
+// learnt before the move proves nothing (revalidate). Without a valid
+// entry, a datagram to the discard port makes the kernel resolve afresh;
+// no ICMP answer from the gateway is needed. An entry the admin pinned
+// (permanent or noarp) is never re-asked by the kernel: it stands, and the
+// probe is skipped.
 func (j *Journal) probe(o Options) error {
 	failpoint.Hit("up:probe")
 	gw := j.gateway()
@@ -67,7 +65,11 @@ func (j *Journal) probe(o Options) error {
 	if gw.To4() == nil {
 		family = netlink.FAMILY_V6
 	}
-	if pinned := revalidate(br.Attrs().Index, family, gw); pinned {
+	pinned, err := revalidate(br.Attrs().Index, family, gw)
+	if err != nil {
+		return fmt.Errorf("probing the default gateway %s on bridge %q: %w", gw, j.Bridge, err)
+	}
+	if pinned {
 		o.logf("gateway %s is pinned on %s (permanent or noarp): probe skipped", gw, j.Bridge)
 		return nil
 	}
@@ -112,42 +114,80 @@ func poke(dev string, gw net.IP) {
 	c.Close()
 }
 
-// revalidate puts the gateway's valid neighbour entry on the bridge in
-// the PROBE state, keeping its link-layer address, so that it only
-// becomes REACHABLE again on a fresh answer. It reports whether the entry
+// revalidate makes the gateway's neighbour entry on the bridge count
+// only once the gateway has answered again, and reports whether the entry
 // is pinned (permanent or noarp), which the kernel never re-asks.
-func revalidate(idx, family int, gw net.IP) (pinned bool) {
+//
+// A valid entry is put in the kernel's PROBE state, keeping its address
+// and flags: it goes on carrying traffic while the kernel asks the gateway
+// again (unicast), and only the gateway's reply makes it REACHABLE.
+// Deleting it instead drops a packet on its way to the gateway at that
+// instant (the host's reply to the gateway's own traffic, say). Deleting is
+// left for when the kernel could not ask: IPv6 before the bridge has a
+// link-local address past duplicate address detection (the kernel would
+// wait for it, a second or more, where the poke's own packet resolves at
+// once from its global source), or a failed update.
+func revalidate(idx, family int, gw net.IP) (pinned bool, err error) {
+	n, err := gatewayEntry(idx, family, gw)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case n == nil:
+		return false, nil
+	case n.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0:
+		return true, nil
+	case n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE) == 0 || len(n.HardwareAddr) == 0:
+		return false, nil // being resolved already, or failed: nothing old to count
+	}
+	if family == netlink.FAMILY_V4 || usableLinkLocal(idx) {
+		e := *n
+		e.State = netlink.NUD_PROBE
+		if netlink.NeighSet(&e) == nil {
+			return false, nil
+		}
+	}
+	if err := netlink.NeighDel(n); err != nil && !errors.Is(err, unix.ENOENT) {
+		return false, fmt.Errorf("making the kernel ask again: %w", err)
+	}
+	return false, nil
+}
+
+// gatewayEntry returns the gateway's neighbour entry on the link idx, or
+// nil.
+func gatewayEntry(idx, family int, gw net.IP) (*netlink.Neigh, error) {
 	neighs, err := netlink.NeighList(idx, family)
+	for try := 0; errors.Is(err, netlink.ErrDumpInterrupted) && try < 5; try++ {
+		neighs, err = netlink.NeighList(idx, family) // the table changed mid-dump
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing the neighbours: %w", err)
+	}
+	for i := range neighs {
+		if neighs[i].IP.Equal(gw) {
+			return &neighs[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// usableLinkLocal reports whether the link idx has an IPv6 link-local
+// address that is past duplicate address detection, the source the kernel
+// needs for a neighbour solicitation of its own.
+func usableLinkLocal(idx int) bool {
+	addrs, err := netlinksafe.AddrList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: idx}}, netlink.FAMILY_V6)
 	if err != nil {
 		return false
 	}
-	for _, n := range neighs {
-		if !n.IP.Equal(gw) {
-			continue
-		}
-		switch {
-		case n.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0:
+	for _, a := range addrs {
+		if a.IP.IsLinkLocalUnicast() && a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
 			return true
-		case n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE) != 0 && len(n.HardwareAddr) > 0:
-			e := &netlink.Neigh{LinkIndex: idx, Family: family, IP: gw, HardwareAddr: n.HardwareAddr, State: netlink.NUD_PROBE}
-			if netlink.NeighSet(e) != nil {
-				// Never seen; an answer from before must still not count.
-				_ = netlink.NeighDel(e)
-			}
 		}
 	}
 	return false
 }
 
 func resolved(idx, family int, gw net.IP) bool {
-	neighs, err := netlink.NeighList(idx, family)
-	if err != nil {
-		return false
-	}
-	for _, n := range neighs {
-		if n.IP.Equal(gw) && n.State&(netlink.NUD_REACHABLE|netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0 {
-			return true
-		}
-	}
-	return false
+	n, err := gatewayEntry(idx, family, gw)
+	return err == nil && n != nil && n.State&(netlink.NUD_REACHABLE|netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0
 }

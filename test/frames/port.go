@@ -2,12 +2,12 @@ package frames
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
 	"time"
+	"unsafe"
 
 	"github.com/tapbridge/tapbridge/internal/nstest"
 	"github.com/vishvananda/netlink"
@@ -96,52 +96,50 @@ func (s *Socket) Send(t TB, frame []byte) {
 // Read returns the frames received (not sent) within d.
 func (s *Socket) Read(d time.Duration) [][]byte {
 	var frames [][]byte
-	buf := make([]byte, 65536)
-	for end := time.Now().Add(d); time.Now().Before(end); {
-		n, from, err := unix.Recvfrom(s.fd, buf, 0)
-		if err != nil {
-			continue // EAGAIN: the receive timeout
+	got, _ := s.ReadStamped(d)
+	for _, f := range got {
+		if !f.Outgoing {
+			frames = append(frames, f.Frame)
 		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			continue
-		}
-		frames = append(frames, append([]byte(nil), buf[:n]...))
 	}
 	return frames
 }
 
-// Stamped is a frame and when the kernel received it.
+// Stamped is a frame the interface received or sent, and when the kernel
+// saw it.
 type Stamped struct {
-	Frame []byte
-	At    time.Time
+	Frame    []byte
+	At       time.Time
+	Outgoing bool // sent by the interface, not received
 }
 
-// ReadStamped is Read with the kernel's receive time of each frame
-// (SO_TIMESTAMPNS): when a frame reached the interface, not when the test
-// got round to reading it.
+// ReadStamped returns the frames the interface received or sent within d,
+// each with the kernel's time for it (SO_TIMESTAMPNS): when a frame reached
+// or left the interface, not when the test got round to reading it.
 func (s *Socket) ReadStamped(d time.Duration) ([]Stamped, error) {
 	if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
 		return nil, fmt.Errorf("SO_TIMESTAMPNS on %s: %w", s.name, err)
 	}
 	var frames []Stamped
 	buf := make([]byte, 65536)
-	oob := make([]byte, unix.CmsgSpace(16))
+	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))))
 	for end := time.Now().Add(d); time.Now().Before(end); {
 		n, oobn, _, from, err := unix.Recvmsg(s.fd, buf, oob, 0)
 		if err != nil {
 			continue // EAGAIN: the receive timeout
 		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			continue
-		}
 		f := Stamped{Frame: append([]byte(nil), buf[:n]...)}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			f.Outgoing = true
+		}
 		cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 		if err != nil {
 			return frames, fmt.Errorf("reading on %s: %w", s.name, err)
 		}
 		for _, m := range cmsgs {
-			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
-				f.At = time.Unix(int64(binary.NativeEndian.Uint64(m.Data)), int64(binary.NativeEndian.Uint64(m.Data[8:])))
+			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+				ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+				f.At = time.Unix(ts.Unix())
 			}
 		}
 		if f.At.IsZero() {
