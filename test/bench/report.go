@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/color"
+	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,20 +82,27 @@ func machine() string {
 type target struct {
 	what    string
 	ratio   float64
+	lo, hi  float64 // the ratio's 90% bootstrap interval
 	bound   float64
 	atLeast bool // a throughput: the ratio must reach the bound
 	detail  string
 	ok      bool // measured at all
 }
 
+// verdict is "met" or "not met" only when the whole interval is on one
+// side of the bound: with the medians alone, two runs ten minutes apart on
+// an idle machine gave opposite verdicts for three targets.
 func (t target) verdict() string {
+	meets := func(x float64) bool { return t.atLeast && x >= t.bound || !t.atLeast && x <= t.bound }
 	switch {
 	case !t.ok:
 		return "not measured"
-	case t.atLeast && t.ratio >= t.bound, !t.atLeast && t.ratio <= t.bound:
+	case meets(t.lo) && meets(t.hi):
 		return "**met**"
+	case !meets(t.lo) && !meets(t.hi):
+		return "not met"
 	}
-	return "not met"
+	return "unclear: the interval spans the bound"
 }
 
 func (t target) boundText() string {
@@ -103,36 +112,93 @@ func (t target) boundText() string {
 	return fmt.Sprintf("≤ %.2f", t.bound)
 }
 
+// medians answers medians of the samples: the measured ones, or one
+// bootstrap resample of them (each set drawn again with replacement, the
+// same draw for a set wherever a ratio uses it).
+type medians struct {
+	r    *results
+	rng  *rand.Rand // nil: the measured samples
+	memo map[string]float64
+}
+
+func (m *medians) of(id string, v []float64) float64 {
+	if m.rng == nil {
+		return median(v)
+	}
+	if x, ok := m.memo[id]; ok {
+		return x
+	}
+	s := make([]float64, len(v))
+	for i := range s {
+		s[i] = v[m.rng.IntN(len(v))]
+	}
+	m.memo[id] = median(s)
+	return m.memo[id]
+}
+
+func (m *medians) med(scale int, key string) float64 {
+	return m.of(fmt.Sprintf("%d/%s", scale, key), m.r.samples[scale][key])
+}
+
+func (m *medians) frames(key string) float64 { return m.of("frames/"+key, m.r.frames[key]) }
+
+// interval is the 5th and 95th percentile of ratio over 400 bootstrap
+// resamples, drawn from a fixed seed so that -render writes the same
+// report again.
+func (r *results) interval(ratio func(*medians) float64) (lo, hi float64) {
+	rng := rand.New(rand.NewPCG(13, 13))
+	var rs []float64
+	for i := 0; i < 400; i++ {
+		x := ratio(&medians{r: r, rng: rng, memo: map[string]float64{}})
+		if !math.IsNaN(x) && !math.IsInf(x, 0) {
+			rs = append(rs, x)
+		}
+	}
+	if len(rs) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	sort.Float64s(rs)
+	return rs[len(rs)*5/100], rs[(len(rs)*95-1)/100]
+}
+
 func (r *results) targets() []target {
 	small, big := 10, r.opts.ports
 	var ts []target
-	add := func(what string, num, den float64, bound float64, detail string, ok bool) {
-		t := target{what: what, bound: bound, detail: detail, ok: ok && den > 0}
+	add := func(what string, ratio func(*medians) float64, bound float64, atLeast bool, detail string, ok bool) {
+		t := target{what: what, bound: bound, atLeast: atLeast, detail: detail, ok: ok}
 		if t.ok {
-			t.ratio = num / den
+			t.ratio = ratio(&medians{r: r})
+			t.lo, t.hi = r.interval(ratio)
+			t.ok = !math.IsNaN(t.ratio) && !math.IsInf(t.ratio, 0) && !math.IsNaN(t.lo)
 		}
 		ts = append(ts, t)
 	}
-	add("qemu-ifup + qemu-ifdown, all guards, vs the Debian-style script", r.med(small, "hook/on"), r.med(small, "hook/shell"), 0.6,
+	quotient := func(scaleA int, a string, scaleB int, b string) func(*medians) float64 {
+		return func(m *medians) float64 { return m.med(scaleA, a) / m.med(scaleB, b) }
+	}
+	add("qemu-ifup + qemu-ifdown, all guards, vs the Debian-style script", quotient(small, "hook/on", small, "hook/shell"), 0.6, false,
 		fmt.Sprintf("%.1f ms vs %.1f ms", r.med(small, "hook/on"), r.med(small, "hook/shell")), r.has(small, "hook/on") && r.has(small, "hook/shell"))
-	add("bridge helper vs qemu-bridge-helper, 10 VMs", r.med(small, "helper/tb"), r.med(small, "helper/qemu"), 1.0,
-		fmt.Sprintf("%.1f ms vs %.1f ms", r.med(small, "helper/tb"), r.med(small, "helper/qemu")), r.has(small, "helper/qemu"))
-	add(fmt.Sprintf("bridge helper at %d VMs vs at 10", big), r.med(big, "helper/tb"), r.med(small, "helper/tb"), 1.1,
-		fmt.Sprintf("%.1f ms vs %.1f ms (qemu-bridge-helper %.2f×)", r.med(big, "helper/tb"), r.med(small, "helper/tb"), r.med(big, "helper/qemu")/r.med(small, "helper/qemu")), r.has(big, "helper/tb"))
-	add("hook binary start vs /bin/true", r.med(small, "start/ifup"), r.med(small, "start/true"), 1.5,
-		fmt.Sprintf("%.2f ms vs %.2f ms (empty Go program %.2f ms)", r.med(small, "start/ifup"), r.med(small, "start/true"), r.med(small, "start/gofloor")), r.has(small, "start/ifup"))
+	add("bridge helper vs qemu-bridge-helper, 10 VMs", quotient(small, "helper/tb", small, "helper/qemu"), 1.0, false,
+		fmt.Sprintf("%.1f ms vs %.1f ms", r.med(small, "helper/tb"), r.med(small, "helper/qemu")), r.has(small, "helper/qemu") && r.has(small, "helper/tb"))
+	add(fmt.Sprintf("bridge helper at %d VMs vs at 10", big), quotient(big, "helper/tb", small, "helper/tb"), 1.1, false,
+		fmt.Sprintf("%.1f ms vs %.1f ms (qemu-bridge-helper %.2f×)", r.med(big, "helper/tb"), r.med(small, "helper/tb"), r.med(big, "helper/qemu")/r.med(small, "helper/qemu")), r.has(big, "helper/tb") && r.has(small, "helper/tb"))
+	add("hook binary start vs /bin/true", quotient(small, "start/ifup", small, "start/true"), 1.5, false,
+		fmt.Sprintf("%.2f ms vs %.2f ms (empty Go program %.2f ms)", r.med(small, "start/ifup"), r.med(small, "start/true"), r.med(small, "start/gofloor")), r.has(small, "start/ifup") && r.has(small, "start/true"))
 	noop := r.med(small, "cni/noop")
-	add("CNI ADD+DEL netns mode, default guards, above the exec floor, vs upstream bridge", r.med(small, "cni/tb")-noop, r.med(small, "cni/bridge")-noop, 0.8,
-		fmt.Sprintf("%.1f − %.1f ms vs %.1f − %.1f ms", r.med(small, "cni/tb"), noop, r.med(small, "cni/bridge"), noop), r.has(small, "cni/bridge"))
-	add(fmt.Sprintf("in-process attach, all guards, at %d VMs vs at 10", big), r.med(big, "inproc/attach"), r.med(small, "inproc/attach"), 1.1,
-		fmt.Sprintf("%.2f ms vs %.2f ms", r.med(big, "inproc/attach"), r.med(small, "inproc/attach")), r.has(big, "inproc/attach"))
-	add(fmt.Sprintf("in-process detach, all guards, at %d VMs vs at 10", big), r.med(big, "inproc/detach"), r.med(small, "inproc/detach"), 1.1,
-		fmt.Sprintf("%.2f ms vs %.2f ms", r.med(big, "inproc/detach"), r.med(small, "inproc/detach")), r.has(big, "inproc/detach"))
+	add("CNI ADD+DEL netns mode, default guards, above the exec floor, vs upstream bridge", func(m *medians) float64 {
+		n := m.med(small, "cni/noop")
+		return (m.med(small, "cni/tb") - n) / (m.med(small, "cni/bridge") - n)
+	}, 0.8, false,
+		fmt.Sprintf("%.1f − %.1f ms vs %.1f − %.1f ms", r.med(small, "cni/tb"), noop, r.med(small, "cni/bridge"), noop), r.has(small, "cni/bridge") && r.has(small, "cni/tb"))
+	add(fmt.Sprintf("in-process attach, all guards, at %d VMs vs at 10", big), quotient(big, "inproc/attach", small, "inproc/attach"), 1.1, false,
+		fmt.Sprintf("%.2f ms vs %.2f ms", r.med(big, "inproc/attach"), r.med(small, "inproc/attach")), r.has(big, "inproc/attach") && r.has(small, "inproc/attach"))
+	add(fmt.Sprintf("in-process detach, all guards, at %d VMs vs at 10", big), quotient(big, "inproc/detach", small, "inproc/detach"), 1.1, false,
+		fmt.Sprintf("%.2f ms vs %.2f ms", r.med(big, "inproc/detach"), r.med(small, "inproc/detach")), r.has(big, "inproc/detach") && r.has(small, "inproc/detach"))
 	for _, size := range frameSizes {
-		on, off := median(r.frames[fmt.Sprintf("frames/on/%d", size)]), median(r.frames[fmt.Sprintf("frames/off/%d", size)])
-		add(fmt.Sprintf("frames/s through a front with all guards vs without, %d bytes", size), on, off, 0.95,
-			fmt.Sprintf("%.0f vs %.0f frames/s", on, off), on > 0)
-		ts[len(ts)-1].atLeast = true
+		onK, offK := fmt.Sprintf("frames/on/%d", size), fmt.Sprintf("frames/off/%d", size)
+		on, off := median(r.frames[onK]), median(r.frames[offK])
+		add(fmt.Sprintf("frames/s through a front with all guards vs without, %d bytes", size), func(m *medians) float64 { return m.frames(onK) / m.frames(offK) }, 0.95, true,
+			fmt.Sprintf("%.0f vs %.0f frames/s", on, off), on > 0 && off > 0)
 	}
 	return ts
 }
@@ -204,8 +270,9 @@ func (r *results) write(out string) error {
 	p("# Benchmarks\n\n")
 	p("Written by `make bench` (`go run ./test/bench`); do not edit by hand. Every figure is the median of\n")
 	p("%d alternating rounds (each contender once per round, the starting point rotated), measured\n", r.opts.rounds)
-	p("side by side in one run, so a noisy neighbour slows every contender alike: **the ratios are what\n")
-	p("hold from run to run**, absolute times move with the machine's load.\n\n")
+	p("side by side in one run, so a noisy neighbour slows every contender alike: the ratios hold better\n")
+	p("from run to run than absolute times, which move with the machine's load, but not exactly: read\n")
+	p("each with its interval.\n\n")
 	p("- date: %s to %s\n", r.started.UTC().Format("2006-01-02 15:04:05 UTC"), r.finished.UTC().Format("15:04:05 UTC"))
 	p("- machine: %s\n", r.machine)
 	p("- commit: %s", r.commit)
@@ -215,13 +282,15 @@ func (r *results) write(out string) error {
 	p("\n- command: `make bench`, which runs `go run ./test/bench %s` as root (this run: `%s`)\n", "-bin $(BIN_DIR) -tools $(CNI_TOOLS_DIR) -out docs/benchmarks.md", r.args)
 	p("- the host: a hypervisor network namespace whose br0 holds eth0, a veth to a router namespace; \"N VMs\" are N TAPs held open and attached with every guard on (fronts and port policies), as QEMUs would hold them\n\n")
 
-	p("## Targets (issue 13)\n\n| target | ratio | bound | verdict | figures |\n|---|---|---|---|---|\n")
+	p("## Targets (issue 13)\n\n")
+	p("Each ratio is of medians; beside it, its 90%% interval from 400 bootstrap resamples of the rounds. A verdict is given only when the whole interval is on one side of the bound.\n\n")
+	p("| target | ratio | 90%% interval | bound | verdict | figures |\n|---|---|---|---|---|---|\n")
 	for _, t := range r.targets() {
-		ratio := "–"
+		ratio, interval := "–", "–"
 		if t.ok {
-			ratio = fmt.Sprintf("%.2f", t.ratio)
+			ratio, interval = fmt.Sprintf("%.2f", t.ratio), fmt.Sprintf("%.2f–%.2f", t.lo, t.hi)
 		}
-		p("| %s | %s | %s | %s | %s |\n", t.what, ratio, t.boundText(), t.verdict(), t.detail)
+		p("| %s | %s | %s | %s | %s | %s |\n", t.what, ratio, interval, t.boundText(), t.verdict(), t.detail)
 	}
 	p("\n")
 
@@ -486,8 +555,8 @@ func (r *results) notes(p func(string, ...any)) {
 	}
 	if r.has(small, "cni/bridge") {
 		noop := m("cni/noop")
-		p("- **CNI.** Above the exec floor (the noop plugin, %.1f ms for ADD+DEL) tapbridge takes %.1f ms against the upstream bridge plugin's %.1f ms%s. DEL costs the same as the upstream plugin's (%.1f ms against %.1f ms): one unregistration each, ours deleting the TAP, the veth peer and the host veth together (one device group) while the port's policy is removed. ADD is where the difference is (%.1f ms against %.1f ms, the noop plugin's %.1f ms): tapbridge's binary is larger and starts slower (%.2f ms against the empty Go program's %.2f ms), and it makes a TAP, a veth pair, four tc objects and the port policy in an nftables commit, where the upstream plugin makes a veth pair. ≤ 0.8× would leave tapbridge less than the unregistration both plugins wait for.\n",
-			noop, m("cni/tb")-noop, m("cni/bridge")-noop, before("cni/tb-before", small), m("cni/tb/del"), m("cni/bridge/del"), m("cni/tb/add"), m("cni/bridge/add"), m("cni/noop/add"), m("start/tapbridge"), m("start/gofloor"))
+		p("- **CNI.** Above the exec floor (the noop plugin, %.1f ms for ADD+DEL) tapbridge takes %.1f ms against the upstream bridge plugin's %.1f ms%s. DEL costs %.2f× the upstream plugin's (%.1f ms against %.1f ms), one unregistration each: ours deleting the TAP, the veth peer and the host veth together (one device group) while the port's policy is removed. ADD is where the difference is (%.1f ms against %.1f ms, the noop plugin's %.1f ms): tapbridge's binary is larger and starts slower (%.2f ms against the empty Go program's %.2f ms), and it makes a TAP, a veth pair, four tc objects and the port policy in an nftables commit, where the upstream plugin makes a veth pair. ≤ 0.8× would leave tapbridge less than the unregistration both plugins wait for.\n",
+			noop, m("cni/tb")-noop, m("cni/bridge")-noop, before("cni/tb-before", small), m("cni/tb/del")/m("cni/bridge/del"), m("cni/tb/del"), m("cni/bridge/del"), m("cni/tb/add"), m("cni/bridge/add"), m("cni/noop/add"), m("start/tapbridge"), m("start/gofloor"))
 	}
 	if r.has(big, "inproc/attach") && r.has(big, "kernel/port") {
 		g := func(k string) float64 { return r.med(big, k) / m(k) }
