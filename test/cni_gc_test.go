@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
@@ -75,15 +74,7 @@ func TestCNIGC(t *testing.T) {
 		t.Fatal(ierr)
 	}
 	mustRun(t, "ip", "netns", "del", sb3.Name)
-	for i := 0; ; i++ {
-		mustRun(t, "ip", "netns", "add", sb3.Name)
-		if ino, err := sb3.Inode(); err != nil || ino == oldIno || i == 50 {
-			t.Logf("the new namespace at %s has the old one's inode: %v", sb3.Path, ino == oldIno)
-			break
-		}
-		mustRun(t, "ip", "netns", "del", sb3.Name)
-		time.Sleep(100 * time.Millisecond)
-	}
+	sb3 = reuseInodeAt(t, sb3.Name, oldIno)
 	sb3.MustExec(t, "ip", "tuntap", "add", "eth0", "mode", "tap")
 
 	// A runtime that lost its cache: libcni has nothing to DEL, so only the
