@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/cniplugin"
+	"github.com/tapbridge/tapbridge/internal/nldump"
 	"github.com/tapbridge/tapbridge/internal/tap"
 	"github.com/tapbridge/tapbridge/test/testbed"
 )
@@ -236,7 +237,7 @@ func cniLinks(t testing.TB, n *testbed.NetNS) []string {
 	t.Helper()
 	var out []string
 	err := n.Do(func() error {
-		links, err := netlink.LinkList()
+		links, err := nldump.LinkList()
 		if err != nil {
 			return err
 		}

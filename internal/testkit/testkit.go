@@ -13,8 +13,9 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tapbridge/tapbridge/internal/nldump"
 )
 
 // NeedRoot skips a test that needs root (why says for what) when not run
@@ -82,7 +83,7 @@ func CNICode(err error) uint {
 // sorted, for a before/after comparison.
 func Links(t testing.TB) []string {
 	t.Helper()
-	ls, err := netlink.LinkList()
+	ls, err := nldump.LinkList()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,12 +9,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/failpoint"
 	"github.com/tapbridge/tapbridge/internal/link"
+	"github.com/tapbridge/tapbridge/internal/nldump"
 )
 
 // ErrGatewayUnreachable matches a failed gateway probe.
@@ -156,12 +156,9 @@ func revalidate(idx, family int, gw net.IP) (pinned bool, err error) {
 // gatewayEntry returns the gateway's neighbour entry on the link idx, or
 // nil.
 func gatewayEntry(idx, family int, gw net.IP) (*netlink.Neigh, error) {
-	neighs, err := netlink.NeighList(idx, family)
-	for try := 0; errors.Is(err, netlink.ErrDumpInterrupted) && try < 5; try++ {
-		neighs, err = netlink.NeighList(idx, family) // the table changed mid-dump
-	}
+	neighs, err := nldump.Retry("neighbours", func() ([]netlink.Neigh, error) { return netlink.NeighList(idx, family) })
 	if err != nil {
-		return nil, fmt.Errorf("listing the neighbours: %w", err)
+		return nil, err
 	}
 	for i := range neighs {
 		if neighs[i].IP.Equal(gw) {
@@ -175,7 +172,7 @@ func gatewayEntry(idx, family int, gw net.IP) (*netlink.Neigh, error) {
 // address that is past duplicate address detection, the source the kernel
 // needs for a neighbour solicitation of its own.
 func usableLinkLocal(idx int) bool {
-	addrs, err := netlinksafe.AddrList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: idx}}, netlink.FAMILY_V6)
+	addrs, err := nldump.AddrList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: idx}}, netlink.FAMILY_V6)
 	if err != nil {
 		return false
 	}

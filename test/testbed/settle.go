@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -74,7 +75,13 @@ func (n *NetNS) WaitSettled(timeout time.Duration) error {
 // unsettled lists what the kernel has yet to bring up to date in the
 // namespace of nl.
 func unsettled(nl *netlink.Handle) ([]string, error) {
+	// A dump the kernel interrupted (a link or address changed meanwhile)
+	// means it is still at work: not settled, ask again.
+	interrupted := []string{"a dump was interrupted: links or addresses are still changing"}
 	links, err := nl.LinkList()
+	if errors.Is(err, netlink.ErrDumpInterrupted) {
+		return interrupted, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listing links: %w", err)
 	}
@@ -95,6 +102,9 @@ func unsettled(nl *netlink.Handle) ([]string, error) {
 		}
 	}
 	addrs, err := nl.AddrList(nil, netlink.FAMILY_V6)
+	if errors.Is(err, netlink.ErrDumpInterrupted) {
+		return interrupted, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listing addresses: %w", err)
 	}
