@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -391,17 +390,7 @@ func openGuestNIC(t testing.TB, n *testbed.NetNS, name, mac string, ip netip.Add
 // answered: the frames go through the TAP, the redirects and the bridge
 // and back, as a guest's would.
 func (g *guestNIC) arp(target netip.Addr, timeout time.Duration) (net.HardwareAddr, error) {
-	req := make([]byte, 42)
-	copy(req[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-	copy(req[6:12], g.mac)
-	binary.BigEndian.PutUint16(req[12:], unix.ETH_P_ARP)
-	binary.BigEndian.PutUint16(req[14:], 1)             // Ethernet
-	binary.BigEndian.PutUint16(req[16:], unix.ETH_P_IP) // IPv4
-	req[18], req[19] = 6, 4                             // address lengths
-	binary.BigEndian.PutUint16(req[20:], 1)             // request
-	copy(req[22:28], g.mac)
-	copy(req[28:32], g.ip.AsSlice())
-	copy(req[38:42], target.AsSlice())
+	req := frames.Ether(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, g.mac, unix.ETH_P_ARP, frames.ARP(1, g.mac, g.ip, nil, target))
 	deadline := time.Now().Add(timeout)
 	buf := make([]byte, 65536)
 	for time.Now().Before(deadline) {
@@ -414,10 +403,8 @@ func (g *guestNIC) arp(target netip.Addr, timeout time.Duration) (net.HardwareAd
 			if err != nil {
 				break // timeout: ask again
 			}
-			f := buf[:n]
-			if n >= 42 && binary.BigEndian.Uint16(f[12:]) == unix.ETH_P_ARP && binary.BigEndian.Uint16(f[20:]) == 2 &&
-				bytes.Equal(f[0:6], g.mac) && bytes.Equal(f[28:32], target.AsSlice()) {
-				return net.HardwareAddr(append([]byte(nil), f[22:28]...)), nil
+			if a, ok := frames.ParseARP(buf[:n]); ok && a.Op == 2 && bytes.Equal(buf[0:6], g.mac) && a.SPA == target {
+				return a.SHA, nil
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -342,7 +343,7 @@ func TestUpLosesNothing(t *testing.T) {
 			pkt[0] = 8 // echo request
 			binary.BigEndian.PutUint16(pkt[4:], pingID)
 			binary.BigEndian.PutUint16(pkt[6:], seq)
-			binary.BigEndian.PutUint16(pkt[2:], icmpChecksum(pkt))
+			binary.BigEndian.PutUint16(pkt[2:], frames.Checksum(pkt))
 			if err := unix.Sendto(icmp, pkt, 0, dst); err == nil {
 				mu.Lock()
 				sent = int(seq)
@@ -517,7 +518,7 @@ func TestUpProbeKeepsGatewayEntry(t *testing.T) {
 			close(done)
 			asked := 0 // ARP requests for the gateway (queued on the socket since it opened)
 			for _, f := range router.Read(50 * time.Millisecond) {
-				if len(f) >= 42 && binary.BigEndian.Uint16(f[12:]) == unix.ETH_P_ARP && binary.BigEndian.Uint16(f[20:]) == 1 && net.IP(f[38:42]).Equal(net.IPv4(192, 0, 2, 1)) {
+				if a, ok := frames.ParseARP(f); ok && a.Op == 1 && a.TPA == netip.MustParseAddr("192.0.2.1") {
 					asked++
 				}
 			}
@@ -580,17 +581,6 @@ func readTrace(t *testing.T, path string) map[string]time.Time {
 		steps[step] = time.Unix(0, ns)
 	}
 	return steps
-}
-
-func icmpChecksum(b []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
 }
 
 func copyEcho(c net.Conn) (int64, error) {

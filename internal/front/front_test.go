@@ -131,14 +131,7 @@ func TestDeleteTakesQEMUsTAPAlong(t *testing.T) {
 // after an upgrade keeps it instead of making it anew.
 func TestCheckAcceptsTheOlderShape(t *testing.T) {
 	nstest.Run(t, func() {
-		tl, err := tap.Create("tap0", tap.DefaultOptions)
-		if err != nil {
-			t.Fatal(err)
-		}
-		port, _, err := Create(tl, 1500)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tl, port := tapWithFront(t, 1500)
 		_, peerName := Names("tap0")
 		peer, _ := link.Get(peerName)
 		q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: tl.Attrs().Index, Handle: ingressParent, Parent: netlink.HANDLE_INGRESS}}
@@ -356,11 +349,7 @@ func Names2(tap string) string {
 
 func TestProblem(t *testing.T) {
 	nstest.Run(t, func() {
-		tl, _ := tap.Create("tap0", tap.DefaultOptions)
-		port, _, err := Create(tl, 1500)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tl, port := tapWithFront(t, 1500)
 		if p := Problem(port); p != "" {
 			t.Errorf("Problem(a fresh front) = %q", p)
 		}
@@ -475,14 +464,7 @@ func waitCarrier(b testing.TB, name string) {
 // Create puts it back, so that Delete removes the front in one operation.
 func TestCreateFinishesAKilledJoin(t *testing.T) {
 	nstest.Run(t, func() {
-		tl, err := tap.Create("tap0", tap.DefaultOptions)
-		if err != nil {
-			t.Fatal(err)
-		}
-		port, _, err := Create(tl, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tl, port := tapWithFront(t, 0)
 		portName, peerName := Names("tap0")
 		for _, n := range []string{portName, peerName} {
 			l, err := link.Get(n)
@@ -504,4 +486,19 @@ func TestCreateFinishesAKilledJoin(t *testing.T) {
 			}
 		}
 	})
+}
+
+// tapWithFront makes tap0 and its front (Create with mtu) in the test's
+// namespace.
+func tapWithFront(t *testing.T, mtu int) (tl, port netlink.Link) {
+	t.Helper()
+	tl, err := tap.Create("tap0", tap.DefaultOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _, err = Create(tl, mtu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tl, port
 }

@@ -65,7 +65,7 @@ func (j *Journal) probe(o Options) error {
 	if gw.To4() == nil {
 		family = netlink.FAMILY_V6
 	}
-	pinned, err := revalidate(br.Attrs().Index, family, gw)
+	pinned, err := revalidate(br, family, gw)
 	if err != nil {
 		return fmt.Errorf("probing the default gateway %s on bridge %q: %w", gw, j.Bridge, err)
 	}
@@ -127,8 +127,8 @@ func poke(dev string, gw net.IP) {
 // link-local address past duplicate address detection (the kernel would
 // wait for it, a second or more, where the poke's own packet resolves at
 // once from its global source), or a failed update.
-func revalidate(idx, family int, gw net.IP) (pinned bool, err error) {
-	n, err := gatewayEntry(idx, family, gw)
+func revalidate(br netlink.Link, family int, gw net.IP) (pinned bool, err error) {
+	n, err := gatewayEntry(br.Attrs().Index, family, gw)
 	if err != nil {
 		return false, err
 	}
@@ -140,7 +140,7 @@ func revalidate(idx, family int, gw net.IP) (pinned bool, err error) {
 	case n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE) == 0 || len(n.HardwareAddr) == 0:
 		return false, nil // being resolved already, or failed: nothing old to count
 	}
-	if family == netlink.FAMILY_V4 || usableLinkLocal(idx) {
+	if family == netlink.FAMILY_V4 || usableLinkLocal(br) {
 		e := *n
 		e.State = netlink.NUD_PROBE
 		if netlink.NeighSet(&e) == nil {
@@ -168,11 +168,11 @@ func gatewayEntry(idx, family int, gw net.IP) (*netlink.Neigh, error) {
 	return nil, nil
 }
 
-// usableLinkLocal reports whether the link idx has an IPv6 link-local
+// usableLinkLocal reports whether l has an IPv6 link-local
 // address that is past duplicate address detection, the source the kernel
 // needs for a neighbour solicitation of its own.
-func usableLinkLocal(idx int) bool {
-	addrs, err := nldump.AddrList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: idx}}, netlink.FAMILY_V6)
+func usableLinkLocal(l netlink.Link) bool {
+	addrs, err := nldump.AddrList(l, netlink.FAMILY_V6)
 	if err != nil {
 		return false
 	}

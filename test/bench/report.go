@@ -47,7 +47,7 @@ func median(v []float64) float64 {
 }
 
 // med is the median of key at scale, or 0 when it was not measured.
-func (r *results) med(scale int, key string) float64 { return median(r.samples[scale][key]) }
+func (r *results) med(scale int, key string) float64 { return (&medians{r: r}).med(scale, key) }
 
 func (r *results) has(scale int, key string) bool { return len(r.samples[scale][key]) > 0 }
 
@@ -363,7 +363,9 @@ func (r *results) write(out string) error {
 				pkgs = append(pkgs, pk{n, median(v)})
 			}
 		}
-		sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].ms > pkgs[j].ms })
+		sort.Slice(pkgs, func(i, j int) bool { // ties by name: -render writes the same report
+			return pkgs[i].ms > pkgs[j].ms || pkgs[i].ms == pkgs[j].ms && pkgs[i].name < pkgs[j].name
+		})
 		var top []string
 		for _, x := range pkgs[:min(6, len(pkgs))] {
 			top = append(top, fmt.Sprintf("`%s` %.3f", x.name, x.ms))
@@ -541,7 +543,7 @@ func (r *results) notes(p func(string, ...any)) {
 		in := r.inits["after"]
 		top, topMS := "", 0.0
 		for pkg, v := range in {
-			if !strings.HasPrefix(pkg, "(") && median(v) > topMS {
+			if !strings.HasPrefix(pkg, "(") && (median(v) > topMS || median(v) == topMS && pkg < top) {
 				top, topMS = pkg, median(v)
 			}
 		}

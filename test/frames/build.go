@@ -156,6 +156,26 @@ func SolicitedNode(a netip.Addr) (netip.Addr, net.HardwareAddr) {
 	return m, net.HardwareAddr{0x33, 0x33, 0xff, b[13], b[14], b[15]}
 }
 
+// ARPFrame is an ARP packet found in an untagged Ethernet frame.
+type ARPFrame struct {
+	Op       uint16 // 1 request, 2 reply
+	SHA      net.HardwareAddr
+	SPA, TPA netip.Addr
+}
+
+// ParseARP returns the Ethernet/IPv4 ARP packet in frame, if it holds one.
+func ParseARP(frame []byte) (ARPFrame, bool) {
+	if len(frame) < 42 || binary.BigEndian.Uint16(frame[12:]) != 0x0806 {
+		return ARPFrame{}, false
+	}
+	return ARPFrame{
+		Op:  binary.BigEndian.Uint16(frame[20:]),
+		SHA: net.HardwareAddr(append([]byte(nil), frame[22:28]...)),
+		SPA: netip.AddrFrom4([4]byte(frame[28:32])),
+		TPA: netip.AddrFrom4([4]byte(frame[38:42])),
+	}, true
+}
+
 // ARP is an Ethernet/IPv4 ARP packet (op 1 request, 2 reply), without
 // the Ethernet header.
 func ARP(op uint16, sha net.HardwareAddr, spa netip.Addr, tha net.HardwareAddr, tpa netip.Addr) []byte {

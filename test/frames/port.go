@@ -71,7 +71,11 @@ func OpenPacket(t TB, netnsPath, ifname string) *Socket {
 			return err
 		}
 		tv := unix.NsecToTimeval((20 * time.Millisecond).Nanoseconds())
-		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return err
+		}
+		// The kernel's time of each frame, for ReadStamped.
+		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
 	})
 	if s.fd >= 0 {
 		t.Cleanup(func() { unix.Close(s.fd) })
@@ -117,9 +121,6 @@ type Stamped struct {
 // each with the kernel's time for it (SO_TIMESTAMPNS): when a frame reached
 // or left the interface, not when the test got round to reading it.
 func (s *Socket) ReadStamped(d time.Duration) ([]Stamped, error) {
-	if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
-		return nil, fmt.Errorf("SO_TIMESTAMPNS on %s: %w", s.name, err)
-	}
 	var frames []Stamped
 	buf := make([]byte, 65536)
 	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))))

@@ -1,11 +1,11 @@
 package testbed
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/tapbridge/tapbridge/internal/nldump"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -76,14 +76,10 @@ func (n *NetNS) WaitSettled(timeout time.Duration) error {
 // namespace of nl.
 func unsettled(nl *netlink.Handle) ([]string, error) {
 	// A dump the kernel interrupted (a link or address changed meanwhile)
-	// means it is still at work: not settled, ask again.
-	interrupted := []string{"a dump was interrupted: links or addresses are still changing"}
-	links, err := nl.LinkList()
-	if errors.Is(err, netlink.ErrDumpInterrupted) {
-		return interrupted, nil
-	}
+	// is asked again (nldump.Retry), as tapbridge's own dumps are.
+	links, err := nldump.Retry("links", nl.LinkList)
 	if err != nil {
-		return nil, fmt.Errorf("listing links: %w", err)
+		return nil, err
 	}
 	var pending []string
 	for _, l := range links {
@@ -101,12 +97,9 @@ func unsettled(nl *netlink.Handle) ([]string, error) {
 			pending = append(pending, fmt.Sprintf("%s (%s): carrier, operational state still unknown", a.Name, kind))
 		}
 	}
-	addrs, err := nl.AddrList(nil, netlink.FAMILY_V6)
-	if errors.Is(err, netlink.ErrDumpInterrupted) {
-		return interrupted, nil
-	}
+	addrs, err := nldump.Retry("addresses", func() ([]netlink.Addr, error) { return nl.AddrList(nil, netlink.FAMILY_V6) })
 	if err != nil {
-		return nil, fmt.Errorf("listing addresses: %w", err)
+		return nil, err
 	}
 	for _, a := range addrs {
 		if a.Flags&unix.IFA_F_TENTATIVE != 0 && a.Flags&unix.IFA_F_DADFAILED == 0 {
