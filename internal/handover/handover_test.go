@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -85,8 +86,15 @@ func TestMove(t *testing.T) {
 	if err := old.Wait(); err == nil || old.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Errorf("the old client ended with %v, want SIGKILL", err)
 	}
-	cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-	if got := strings.ReplaceAll(strings.TrimSuffix(string(cmdline), "\x00"), "\x00", " "); got != "dhclient 2000" {
+	// Start returns once the kernel has closed the child's close-on-exec
+	// files, which happens before the new program's arguments are in
+	// place: until then /proc/PID/cmdline reads empty. Wait for them.
+	var got string
+	for deadline := time.Now().Add(5 * time.Second); got == "" && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+		got = strings.ReplaceAll(strings.TrimSuffix(string(cmdline), "\x00"), "\x00", " ")
+	}
+	if got != "dhclient 2000" {
 		t.Errorf("new command line %q, want %q", got, "dhclient 2000")
 	}
 	env, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
