@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/policy"
 	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/uplink"
@@ -127,43 +128,15 @@ func checkWireless(o Options) Check {
 // bridgeTimers reads a bridge's STP state and forward delay (in
 // hundredths of a second) from netlink.
 func bridgeTimers(idx int) (stp, fwd uint32, err error) {
-	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Index = int32(idx)
-	req.AddData(msg)
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
-	if err != nil || len(msgs) == 0 {
+	_, data, err := link.Raw(idx)
+	if err != nil {
 		return 0, 0, fmt.Errorf("reading bridge attributes: %w", err)
 	}
-	attrs, err := nl.ParseRouteAttr(msgs[0][unix.SizeofIfInfomsg:])
-	if err != nil {
-		return 0, 0, err
+	if v := data[nl.IFLA_BR_STP_STATE]; len(v) == 4 {
+		stp = binary.NativeEndian.Uint32(v)
 	}
-	for _, a := range attrs {
-		if a.Attr.Type != unix.IFLA_LINKINFO {
-			continue
-		}
-		info, err := nl.ParseRouteAttr(a.Value)
-		if err != nil {
-			return 0, 0, err
-		}
-		for _, i := range info {
-			if i.Attr.Type != nl.IFLA_INFO_DATA {
-				continue
-			}
-			data, err := nl.ParseRouteAttr(i.Value)
-			if err != nil {
-				return 0, 0, err
-			}
-			for _, d := range data {
-				switch d.Attr.Type {
-				case nl.IFLA_BR_STP_STATE:
-					stp = binary.NativeEndian.Uint32(d.Value)
-				case nl.IFLA_BR_FORWARD_DELAY:
-					fwd = binary.NativeEndian.Uint32(d.Value)
-				}
-			}
-		}
+	if v := data[nl.IFLA_BR_FORWARD_DELAY]; len(v) == 4 {
+		fwd = binary.NativeEndian.Uint32(v)
 	}
 	return stp, fwd, nil
 }

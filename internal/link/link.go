@@ -1,7 +1,8 @@
 // Package link looks network interfaces up by name in the current network
 // namespace: Get with a not-found error every caller can test with
-// errors.Is, and MasterName for the bridge (or bond) a link is a port of.
-// It only reads; it never changes a link.
+// errors.Is, MasterName for the bridge (or bond) a link is a port of, and
+// Raw for the attributes netlink's link types do not decode. It only
+// reads; it never changes a link.
 package link
 
 import (
@@ -10,6 +11,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,4 +48,52 @@ func MasterName(l netlink.Link) (string, error) {
 		return "", fmt.Errorf("looking up the master (ifindex %d) of %q: %w", m, l.Attrs().Name, err)
 	}
 	return master.Attrs().Name, nil
+}
+
+// Raw returns the attributes of the link with the given index as the
+// kernel sends them: its top-level IFLA_* attributes and the
+// kind-specific ones inside IFLA_LINKINFO's IFLA_INFO_DATA (empty when
+// the kind has none), each by type. It is for the few attributes
+// vishvananda/netlink does not decode (a TAP's owner, a bridge's timers).
+func Raw(index int) (top, data map[uint16][]byte, err error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the attributes of ifindex %d: %w", index, err)
+	}
+	if len(msgs) == 0 || len(msgs[0]) < unix.SizeofIfInfomsg {
+		return nil, nil, fmt.Errorf("reading the attributes of ifindex %d: empty answer", index)
+	}
+	top, err = attrMap(msgs[0][unix.SizeofIfInfomsg:])
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the attributes of ifindex %d: %w", index, err)
+	}
+	info, err := attrMap(top[unix.IFLA_LINKINFO])
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the link info of ifindex %d: %w", index, err)
+	}
+	if data, err = attrMap(info[nl.IFLA_INFO_DATA]); err != nil {
+		return nil, nil, fmt.Errorf("reading the link data of ifindex %d: %w", index, err)
+	}
+	return top, data, nil
+}
+
+// attrMap parses a run of netlink attributes into a map by type (the
+// nested flag masked off); nil or empty input gives an empty map.
+func attrMap(b []byte) (map[uint16][]byte, error) {
+	m := map[uint16][]byte{}
+	if len(b) == 0 {
+		return m, nil
+	}
+	attrs, err := nl.ParseRouteAttr(b)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range attrs {
+		m[a.Attr.Type&nl.NLA_TYPE_MASK] = a.Value
+	}
+	return m, nil
 }

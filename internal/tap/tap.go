@@ -209,47 +209,19 @@ func Inspect(name string) (Info, error) {
 // ids returns IFLA_TUN_OWNER and IFLA_TUN_GROUP of the link, NoID when
 // absent, and IFLA_CARRIER.
 func ids(index int) (owner, group int, carrier bool, err error) {
-	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Index = int32(index)
-	req.AddData(msg)
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
-	if err != nil || len(msgs) == 0 {
-		return NoID, NoID, false, err
-	}
-	owner, group = NoID, NoID
-	attrs, err := nl.ParseRouteAttr(msgs[0][unix.SizeofIfInfomsg:])
+	top, data, err := link.Raw(index)
 	if err != nil {
 		return NoID, NoID, false, err
 	}
-	for _, a := range attrs {
-		if a.Attr.Type == unix.IFLA_CARRIER && len(a.Value) > 0 {
-			carrier = a.Value[0] != 0
-		}
-		if a.Attr.Type != unix.IFLA_LINKINFO {
-			continue
-		}
-		info, err := nl.ParseRouteAttr(a.Value)
-		if err != nil {
-			return NoID, NoID, false, err
-		}
-		for _, i := range info {
-			if i.Attr.Type != nl.IFLA_INFO_DATA {
-				continue
-			}
-			data, err := nl.ParseRouteAttr(i.Value)
-			if err != nil {
-				return NoID, NoID, false, err
-			}
-			for _, d := range data {
-				switch d.Attr.Type {
-				case nl.IFLA_TUN_OWNER:
-					owner = int(nl.NativeEndian().Uint32(d.Value))
-				case nl.IFLA_TUN_GROUP:
-					group = int(nl.NativeEndian().Uint32(d.Value))
-				}
-			}
-		}
+	owner, group = NoID, NoID
+	if v := top[unix.IFLA_CARRIER]; len(v) > 0 {
+		carrier = v[0] != 0
+	}
+	if v := data[nl.IFLA_TUN_OWNER]; len(v) == 4 {
+		owner = int(nl.NativeEndian().Uint32(v))
+	}
+	if v := data[nl.IFLA_TUN_GROUP]; len(v) == 4 {
+		group = int(nl.NativeEndian().Uint32(v))
 	}
 	return owner, group, carrier, nil
 }
