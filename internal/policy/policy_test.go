@@ -24,6 +24,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/ifname"
 	"github.com/tapbridge/tapbridge/internal/nstest"
+	"github.com/tapbridge/tapbridge/internal/testkit"
 	"github.com/tapbridge/tapbridge/test/frames"
 )
 
@@ -99,13 +100,7 @@ func manyIPs(n int) []netip.Addr {
 // on br0 and NAME+"g", the VM's NIC, left in the test's hands.
 
 func needRoot(t testing.TB) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: builds bridges and nftables tables in throwaway network namespaces")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds bridges and nftables tables in throwaway network namespaces")
-	}
+	testkit.NeedRoot(t, "builds bridges and nftables tables in throwaway network namespaces")
 }
 
 // in runs f in n with the OS thread locked; a non-nil error is fatal.

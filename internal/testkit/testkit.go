@@ -45,20 +45,34 @@ func Socketpair(t testing.TB) (qemu, helper int) {
 // RecvFD is QEMU's recv_fd: one byte and one descriptor, without waiting.
 func RecvFD(t testing.TB, sock int) int {
 	t.Helper()
+	fd, err := ReceiveFD(sock, unix.MSG_DONTWAIT)
+	if err != nil {
+		t.Fatalf("no TAP descriptor: %v", err)
+	}
+	return fd
+}
+
+// ReceiveFD reads one byte and one descriptor from sock as QEMU's recv_fd
+// does, with recvmsg flags (MSG_DONTWAIT not to wait); the descriptor is
+// close-on-exec.
+func ReceiveFD(sock, flags int) (int, error) {
 	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+	n, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, flags|unix.MSG_CMSG_CLOEXEC)
+	for err == unix.EINTR {
+		n, oobn, _, _, err = unix.Recvmsg(sock, buf, oob, flags|unix.MSG_CMSG_CLOEXEC)
+	}
 	if err != nil || n != 1 {
-		t.Fatalf("no TAP descriptor: recvmsg = %d, %v", n, err)
+		return -1, fmt.Errorf("recvmsg = %d, %v", n, err)
 	}
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	if err != nil || len(msgs) != 1 {
-		t.Fatalf("control messages %v, %v", msgs, err)
+		return -1, fmt.Errorf("control messages %v, %v", msgs, err)
 	}
 	fds, err := unix.ParseUnixRights(&msgs[0])
 	if err != nil || len(fds) != 1 {
-		t.Fatalf("rights %v, %v", fds, err)
+		return -1, fmt.Errorf("rights %v, %v", fds, err)
 	}
-	return fds[0]
+	return fds[0], nil
 }
 
 // NotCNI is what CNICode returns for an error that carries no CNI code.

@@ -18,6 +18,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/config"
 	"github.com/tapbridge/tapbridge/internal/front"
 	"github.com/tapbridge/tapbridge/internal/tap"
+	"github.com/tapbridge/tapbridge/internal/testkit"
 	"github.com/tapbridge/tapbridge/internal/vmport"
 )
 
@@ -401,7 +402,7 @@ func helper(key, path string, env []string) contender {
 		if err != nil {
 			return err
 		}
-		tapFD, rerr := recvFD(fds[0])
+		tapFD, rerr := testkit.ReceiveFD(fds[0], 0)
 		werr := cmd.Wait()
 		if tapFD >= 0 {
 			unix.Close(tapFD)
@@ -413,29 +414,6 @@ func helper(key, path string, env []string) contender {
 		rec(key, d)
 		return nil
 	}}
-}
-
-// recvFD receives one descriptor as QEMU's recv_fd does.
-func recvFD(sock int) (int, error) {
-	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
-	for {
-		_, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return -1, err
-		}
-		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-		if err != nil || len(msgs) != 1 {
-			return -1, fmt.Errorf("no descriptor received")
-		}
-		fds, err := unix.ParseUnixRights(&msgs[0])
-		if err != nil || len(fds) != 1 {
-			return -1, fmt.Errorf("no descriptor received")
-		}
-		return fds[0], nil
-	}
 }
 
 // inproc attaches and detaches a TAP through vmport in this process: the
