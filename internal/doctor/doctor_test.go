@@ -77,6 +77,14 @@ func setBridge(t *testing.T, br netlink.Link, stp, fwd uint32) {
 }
 
 // write creates root/rel with content (and its directories).
+// brNetfilter makes root look like a host with br_netfilter loaded and
+// bridge-nf-call-iptables set to call ("0" or "1").
+func brNetfilter(t *testing.T, root, call string) {
+	t.Helper()
+	write(t, root, "sys/module/br_netfilter/refcnt", "0\n", 0o644)
+	write(t, root, "proc/sys/net/bridge/bridge-nf-call-iptables", call+"\n", 0o644)
+}
+
 func write(t *testing.T, root, rel, content string, mode os.FileMode) string {
 	t.Helper()
 	p := filepath.Join(root, rel)
@@ -136,22 +144,18 @@ func TestChecks(t *testing.T) {
 	}{
 		{"netfilter not loaded", nil, "netfilter", OK, "br_netfilter is not loaded"},
 		{"netfilter loaded, calls off", func(t *testing.T, root string, _, _ netlink.Link) {
-			write(t, root, "sys/module/br_netfilter/refcnt", "0\n", 0o644)
-			write(t, root, "proc/sys/net/bridge/bridge-nf-call-iptables", "0\n", 0o644)
+			brNetfilter(t, root, "0")
 		}, "netfilter", OK, "bridge-nf-call-iptables and -ip6tables are 0"},
 		{"netfilter with forward accept", func(t *testing.T, root string, _, _ netlink.Link) {
-			write(t, root, "sys/module/br_netfilter/refcnt", "0\n", 0o644)
-			write(t, root, "proc/sys/net/bridge/bridge-nf-call-iptables", "1\n", 0o644)
+			brNetfilter(t, root, "1")
 			forwardChain(t, nftables.ChainPolicyAccept)
 		}, "netfilter", OK, "no FORWARD chain drops by policy"},
 		{"netfilter with legacy iptables", func(t *testing.T, root string, _, _ netlink.Link) {
-			write(t, root, "sys/module/br_netfilter/refcnt", "0\n", 0o644)
-			write(t, root, "proc/sys/net/bridge/bridge-nf-call-iptables", "1\n", 0o644)
+			brNetfilter(t, root, "1")
 			write(t, root, "proc/net/ip_tables_names", "filter\n", 0o444)
 		}, "netfilter", Skip, "legacy iptables has a filter table"},
 		{"netfilter with forward drop", func(t *testing.T, root string, _, _ netlink.Link) {
-			write(t, root, "sys/module/br_netfilter/refcnt", "0\n", 0o644)
-			write(t, root, "proc/sys/net/bridge/bridge-nf-call-iptables", "1\n", 0o644)
+			brNetfilter(t, root, "1")
 			forwardChain(t, nftables.ChainPolicyDrop)
 		}, "netfilter", Fail, "through ip filter FORWARD with policy drop"},
 		{"ethernet uplink", nil, "wifi", OK, `uplink "eth0" is not a Wi-Fi interface`},

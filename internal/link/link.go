@@ -1,6 +1,7 @@
 // Package link looks network interfaces up by name in the current network
 // namespace: Get with a not-found error every caller can test with
-// errors.Is, MasterName for the bridge (or bond) a link is a port of, and
+// errors.Is, Master and MasterName for the bridge (or bond) a link is a
+// port of, and
 // Raw for the attributes netlink's link types do not decode. It only
 // reads; it never changes a link.
 package link
@@ -31,21 +32,31 @@ func Get(name string) (netlink.Link, error) {
 	return l, nil
 }
 
-// MasterName returns the name of l's master (the bridge it is a port of),
-// "" when it has none. A master that vanished meanwhile is an error
-// matching ErrNotFound.
-func MasterName(l netlink.Link) (string, error) {
+// Master returns l's master (the bridge or bond it is a port of), nil
+// when it has none. A master that vanished meanwhile is an error matching
+// ErrNotFound.
+func Master(l netlink.Link) (netlink.Link, error) {
 	m := l.Attrs().MasterIndex
 	if m == 0 {
-		return "", nil
+		return nil, nil
 	}
 	master, err := netlink.LinkByIndex(m)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
-			return "", fmt.Errorf("the master (ifindex %d) of %q: %w", m, l.Attrs().Name, ErrNotFound)
+			return nil, fmt.Errorf("the master (ifindex %d) of %q: %w", m, l.Attrs().Name, ErrNotFound)
 		}
-		return "", fmt.Errorf("looking up the master (ifindex %d) of %q: %w", m, l.Attrs().Name, err)
+		return nil, fmt.Errorf("looking up the master (ifindex %d) of %q: %w", m, l.Attrs().Name, err)
+	}
+	return master, nil
+}
+
+// MasterName returns the name of l's master, "" when it has none; errors
+// as Master's.
+func MasterName(l netlink.Link) (string, error) {
+	master, err := Master(l)
+	if master == nil || err != nil {
+		return "", err
 	}
 	return master.Attrs().Name, nil
 }

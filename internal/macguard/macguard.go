@@ -14,10 +14,10 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/state"
 )
 
@@ -86,10 +86,8 @@ func Allow(uplink, port string, guest net.HardwareAddr, listed []net.HardwareAdd
 		return fmt.Errorf("uplink %q: %w", uplink, err)
 	}
 	keep = append(keep, up.Attrs().HardwareAddr)
-	if m := up.Attrs().MasterIndex; m != 0 {
-		if br, err := netlink.LinkByIndex(m); err == nil {
-			keep = append(keep, br.Attrs().HardwareAddr)
-		}
+	if br, err := link.Master(up); err == nil && br != nil {
+		keep = append(keep, br.Attrs().HardwareAddr)
 	}
 	e := entry{Port: port, Uplink: uplink}
 	if guest != nil {

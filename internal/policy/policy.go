@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/link"
 )
 
 var (
@@ -294,7 +295,7 @@ func Remove(port string) error {
 
 // bridgePort returns the port and the bridge it is a port of.
 func bridgePort(port string) (netlink.Link, *netlink.Bridge, error) {
-	link, err := netlinksafe.LinkByName(port)
+	l, err := netlinksafe.LinkByName(port)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {
@@ -302,17 +303,16 @@ func bridgePort(port string) (netlink.Link, *netlink.Bridge, error) {
 		}
 		return nil, nil, fmt.Errorf("port %q: %w", port, err)
 	}
-	master := link.Attrs().MasterIndex
-	if master == 0 {
-		return nil, nil, fmt.Errorf("port %q: %w: it has no master", port, ErrNotBridgePort)
-	}
-	m, err := netlink.LinkByIndex(master)
+	m, err := link.Master(l)
 	if err != nil {
-		return nil, nil, fmt.Errorf("port %q: reading its master (index %d): %w", port, master, err)
+		return nil, nil, fmt.Errorf("port %q: reading its master: %w", port, err)
+	}
+	if m == nil {
+		return nil, nil, fmt.Errorf("port %q: %w: it has no master", port, ErrNotBridgePort)
 	}
 	br, ok := m.(*netlink.Bridge)
 	if !ok {
 		return nil, nil, fmt.Errorf("port %q: %w: its master %q is a %s", port, ErrNotBridgePort, m.Attrs().Name, m.Type())
 	}
-	return link, br, nil
+	return l, br, nil
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/link"
 	"github.com/tapbridge/tapbridge/internal/state"
 )
 
@@ -230,11 +231,11 @@ func holder(uplink string) (netlink.Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink %q: %w", uplink, err)
 	}
-	if m := up.Attrs().MasterIndex; m != 0 {
-		master, err := netlink.LinkByIndex(m)
-		if err != nil {
-			return nil, fmt.Errorf("uplink %q: reading its master: %w", uplink, err)
-		}
+	master, err := link.Master(up)
+	if err != nil {
+		return nil, fmt.Errorf("uplink %q: reading its master: %w", uplink, err)
+	}
+	if master != nil {
 		if _, ok := master.(*netlink.Bridge); !ok {
 			return nil, fmt.Errorf("uplink %q is a port of %q, a %s: name that as the uplink", uplink, master.Attrs().Name, master.Type())
 		}

@@ -24,11 +24,9 @@ func checkBridgeable(o Options, up netlink.Link) error {
 	if a.EncapType != "ether" || len(a.HardwareAddr) != 6 {
 		return fmt.Errorf("uplink %q is not an Ethernet device (link type %s): %w", o.Uplink, a.EncapType, ErrNotBridgeable)
 	}
-	if a.MasterIndex != 0 {
-		m, err := netlink.LinkByIndex(a.MasterIndex)
-		if err != nil {
-			return fmt.Errorf("uplink %q has a master (ifindex %d): %w", o.Uplink, a.MasterIndex, ErrNotBridgeable)
-		}
+	if m, err := link.Master(up); err != nil {
+		return fmt.Errorf("uplink %q has a master (ifindex %d): %w", o.Uplink, a.MasterIndex, ErrNotBridgeable)
+	} else if m != nil {
 		switch m.(type) {
 		case *netlink.Bond:
 			return fmt.Errorf("uplink %q is a slave of bond %q: %w (use %q as the uplink)", o.Uplink, m.Attrs().Name, ErrNotBridgeable, m.Attrs().Name)
