@@ -320,5 +320,20 @@ func Move(c Client, to string) (int, error) {
 	}
 	pid := cmd.Process.Pid
 	_ = cmd.Process.Release()
+	waitArgs(pid)
 	return pid, nil
+}
+
+// waitArgs waits (up to a second) until the process pid shows its command
+// line. exec.Cmd.Start returns once the kernel has closed the child's
+// close-on-exec files, a moment before the new program's arguments are in
+// place: until then /proc/PID/cmdline reads empty, and the client would
+// not be found as one (by a down right after the up that moved it).
+func waitArgs(pid int) {
+	path := filepath.Join(procRoot, strconv.Itoa(pid), "cmdline")
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if b, err := os.ReadFile(path); err != nil || len(b) > 0 {
+			return // gone, or shows its arguments
+		}
+	}
 }

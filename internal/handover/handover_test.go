@@ -8,7 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -67,6 +66,7 @@ func TestMove(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = old.Process.Kill(); _ = old.Wait() })
+	waitArgs(old.Process.Pid) // a client is found by its command line
 	found, err := Find("1000")
 	if err != nil {
 		t.Fatal(err)
@@ -86,14 +86,9 @@ func TestMove(t *testing.T) {
 	if err := old.Wait(); err == nil || old.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Errorf("the old client ended with %v, want SIGKILL", err)
 	}
-	// Start returns once the kernel has closed the child's close-on-exec
-	// files, which happens before the new program's arguments are in
-	// place: until then /proc/PID/cmdline reads empty. Wait for them.
-	var got string
-	for deadline := time.Now().Add(5 * time.Second); got == "" && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-		got = strings.ReplaceAll(strings.TrimSuffix(string(cmdline), "\x00"), "\x00", " ")
-	}
+	// Move returns once the new client shows its command line.
+	cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	got := strings.ReplaceAll(strings.TrimSuffix(string(cmdline), "\x00"), "\x00", " ")
 	if got != "dhclient 2000" {
 		t.Errorf("new command line %q, want %q", got, "dhclient 2000")
 	}
@@ -120,6 +115,7 @@ func TestFindUnmovable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Process.Kill(); _ = p.Wait() })
+	waitArgs(p.Process.Pid) // a client is found by its command line
 	movable, other, err := find("3000")
 	if err != nil {
 		t.Fatal(err)
