@@ -474,27 +474,43 @@ func TestUpLosesNothing(t *testing.T) {
 // was on its way to the gateway at that instant (on the host, with pings
 // every 10 µs, 1 run in 5 lost one), and threw away an entry the admin had
 // pinned. A bridge made beforehand (with eth0's MAC, as up would give it)
-// holds the entry here, so that it is there when the probe runs.
+// holds the entry here, so that it is there when the probe runs. With an
+// IPv6-only default route the gateway is asked by neighbour solicitation;
+// br0 has a port (a veth) and so a link-local address beforehand.
 func TestUpProbeKeepsGatewayEntry(t *testing.T) {
 	for _, tc := range []struct {
-		nud, want string
-		pinned    bool
+		name, nud, want string
+		pinned, v6      bool
 	}{
-		{"reachable", "REACHABLE", false},
-		{"permanent", "PERMANENT", true},
+		{"reachable", "reachable", "REACHABLE", false, false},
+		{"permanent", "permanent", "PERMANENT", true, false},
+		{"ipv6 reachable", "reachable", "REACHABLE", false, true},
+		{"ipv6 permanent", "permanent", "PERMANENT", true, true},
 	} {
-		t.Run(tc.nud, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			l := newUplinkLAN(t)
+			gw, marker := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.99")
+			if tc.v6 {
+				gw, marker = netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::99")
+				l.ip(t, "-4", "route", "del", "default")
+				l.ip(t, "-6", "route", "add", "default", "via", gw.String(), "dev", "eth0")
+			}
 			routerMAC := strings.Fields(l.router.MustExec(t, "cat", "/sys/class/net/"+testbed.RouterIf+"/address"))[0]
 			// With eth0's MAC already, as up would give it: a bridge whose
 			// MAC changes has its neighbour entries flushed by the kernel.
 			hvMAC := strings.TrimSpace(l.hv.MustExec(t, "cat", "/sys/class/net/eth0/address"))
 			l.ip(t, "link", "add", "br0", "address", hvMAC, "type", "bridge")
+			if tc.v6 {
+				// A port gives br0 a carrier, so a link-local address: the
+				// kernel's own source for asking the gateway.
+				l.ip(t, "link", "add", "d0", "master", "br0", "up", "type", "veth", "peer", "name", "d0p")
+				l.ip(t, "link", "set", "d0p", "up")
+			}
 			l.ip(t, "link", "set", "br0", "up")
-			// br0 has no carrier; once link-watch gets to it (up to a
-			// second later on 6.1) the kernel flushes its neighbours.
+			// Without a carrier, once link-watch gets to br0 (up to a second
+			// later on 6.1) the kernel flushes its neighbours.
 			l.hv.Settle(t)
-			l.ip(t, "neigh", "replace", "192.0.2.1", "dev", "br0", "lladdr", routerMAC, "nud", tc.nud)
+			l.ip(t, "neigh", "replace", gw.String(), "dev", "br0", "lladdr", routerMAC, "nud", tc.nud)
 			var br netlink.Link
 			mustDo(t, l.hv, func() (err error) { br, err = netlink.LinkByName("br0"); return })
 
@@ -504,21 +520,24 @@ func TestUpProbeKeepsGatewayEntry(t *testing.T) {
 			router := frames.OpenPacket(t, l.router.Path, testbed.RouterIf)
 			out := l.mustTapbridge(t, "up", "--uplink", "eth0")
 			// A marker entry: once its update is read, so are all up caused.
-			l.ip(t, "neigh", "replace", "192.0.2.99", "dev", "br0", "lladdr", "02:00:00:00:00:99", "nud", "permanent")
+			l.ip(t, "neigh", "replace", marker.String(), "dev", "br0", "lladdr", "02:00:00:00:00:99", "nud", "permanent")
 			var seen []netlink.NeighUpdate
 			for marked := false; !marked; {
 				select {
 				case u := <-updates:
 					seen = append(seen, u)
-					marked = u.Type == unix.RTM_NEWNEIGH && u.IP.Equal(net.IPv4(192, 0, 2, 99))
+					marked = u.Type == unix.RTM_NEWNEIGH && u.IP.Equal(net.IP(marker.AsSlice()))
 				case <-time.After(5 * time.Second):
 					t.Fatal("the marker neighbour entry's update did not come within 5s")
 				}
 			}
 			close(done)
-			asked := 0 // ARP requests for the gateway (queued on the socket since it opened)
+			asked := 0 // ARP requests or solicitations for the gateway (queued on the socket since it opened)
 			for _, f := range router.Read(50 * time.Millisecond) {
-				if a, ok := frames.ParseARP(f); ok && a.Op == 1 && a.TPA == netip.MustParseAddr("192.0.2.1") {
+				if a, ok := frames.ParseARP(f); ok && a.Op == 1 && a.TPA == gw {
+					asked++
+				}
+				if target, ok := frames.ParseNS(f); ok && target == gw {
 					asked++
 				}
 			}
@@ -526,16 +545,19 @@ func TestUpProbeKeepsGatewayEntry(t *testing.T) {
 				t.Errorf("the host asked for the gateway's MAC %d times during up; want a fresh answer: %v", asked, !tc.pinned)
 			}
 			for _, u := range seen {
-				if u.Type == unix.RTM_DELNEIGH && u.IP.Equal(net.IPv4(192, 0, 2, 1)) && u.LinkIndex == br.Attrs().Index {
+				if u.Type == unix.RTM_DELNEIGH && u.IP.Equal(net.IP(gw.AsSlice())) && u.LinkIndex == br.Attrs().Index {
 					t.Errorf("up deleted the gateway's %s neighbour entry on br0; it said:\n%s", tc.nud, out)
 				}
 			}
-			entry := strings.TrimSpace(l.ip(t, "neigh", "show", "192.0.2.1", "dev", "br0"))
+			entry := strings.TrimSpace(l.ip(t, "neigh", "show", gw.String(), "dev", "br0"))
 			if want := "lladdr " + routerMAC + " " + tc.want; !strings.Contains(entry, want) {
 				t.Errorf("gateway's entry on br0 after up = %q, want %q", entry, want)
 			}
 			if said := strings.Contains(out, "pinned on br0"); said != tc.pinned {
 				t.Errorf("up said the gateway is pinned: %v, want %v:\n%s", said, tc.pinned, out)
+			}
+			if tc.v6 {
+				l.ip(t, "link", "del", "d0") // down refuses a bridge with other ports
 			}
 			l.mustTapbridge(t, "down")
 			_, _ = l.hv.Exec("ip", "link", "del", "br0")

@@ -176,6 +176,16 @@ func ParseARP(frame []byte) (ARPFrame, bool) {
 	}, true
 }
 
+// ParseNS returns the target of the neighbour solicitation in an untagged
+// Ethernet frame, if it holds one (no extension headers).
+func ParseNS(frame []byte) (netip.Addr, bool) {
+	const icmp = 14 + 40
+	if len(frame) < icmp+24 || binary.BigEndian.Uint16(frame[12:]) != EtherIPv6 || frame[14+6] != ProtoICMPv6 || frame[icmp] != ICMPv6NS {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom16([16]byte(frame[icmp+8 : icmp+24])), true
+}
+
 // ARP is an Ethernet/IPv4 ARP packet (op 1 request, 2 reply), without
 // the Ethernet header.
 func ARP(op uint16, sha net.HardwareAddr, spa netip.Addr, tha net.HardwareAddr, tpa netip.Addr) []byte {
