@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -914,21 +915,8 @@ func TestUpSetsAsideJournalOfDeletedNamespace(t *testing.T) {
 	needRoot(t)
 	runDir := t.TempDir()
 	ns := testbed.NewNetNS(t)
-	uplink := func() {
-		ns.MustExec(t, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
-		ns.MustExec(t, "ip", "addr", "add", "192.0.2.10/24", "dev", "eth0")
-		ns.MustExec(t, "ip", "link", "set", "eth0p", "up")
-		ns.MustExec(t, "ip", "link", "set", "eth0", "up")
-		ns.MustExec(t, "ip", "route", "add", "default", "via", "192.0.2.1") // nobody answers there
-	}
-	up := func(args ...string) (string, error) {
-		cmd := ns.Command(bin("tapbridge"), append([]string{"up", "--uplink", "eth0"}, args...)...)
-		cmd.Env = append(os.Environ(), "TAPBRIDGE_RUN_DIR="+runDir)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	uplink()
-	if out, err := up("--no-probe"); err != nil {
+	plainUplink(t, ns)
+	if out, err := tapbridgeIn(ns, runDir, "up", "--uplink", "eth0", "--no-probe"); err != nil {
 		t.Fatalf("tapbridge up in %s: %v\n%s", ns.Name, err, out)
 	}
 	oldIno, err := ns.Inode()
@@ -937,9 +925,9 @@ func TestUpSetsAsideJournalOfDeletedNamespace(t *testing.T) {
 	}
 	mustRun(t, "ip", "netns", "del", ns.Name) // its journal stays: nobody ran down
 	ns = reuseInode(t, oldIno)
-	uplink()
+	plainUplink(t, ns)
 	before := ns.MustExec(t, "ip", "-d", "-br", "addr", "show", "dev", "eth0")
-	out, err := up("--probe-timeout", "300ms")
+	out, err := tapbridgeIn(ns, runDir, "up", "--uplink", "eth0", "--probe-timeout", "300ms")
 	if err == nil {
 		t.Fatalf("up with no gateway answering succeeded:\n%s", out)
 	}
@@ -952,4 +940,68 @@ func TestUpSetsAsideJournalOfDeletedNamespace(t *testing.T) {
 	if _, err := ns.Exec("ip", "link", "show", "br0"); err == nil {
 		t.Errorf("the failed up left br0 behind; it said:\n%s", out)
 	}
+}
+
+// TestDownLeavesJournalOfLiveNamespace: with the state directory shared
+// (as /run is by a host's namespaces), a down in another namespace leaves a
+// live namespace's journal alone for that namespace's own down. Once the
+// writer is deleted, its journal is set aside, even though a live namespace
+// was given its inode number: that one is not the writer (the cookies
+// differ), and a journal nobody will ever take down is not kept forever.
+func TestDownLeavesJournalOfLiveNamespace(t *testing.T) {
+	needRoot(t)
+	runDir := t.TempDir()
+	writer := testbed.NewNetNS(t)
+	plainUplink(t, writer)
+	if out, err := tapbridgeIn(writer, runDir, "up", "--uplink", "eth0", "--no-probe"); err != nil {
+		t.Fatalf("tapbridge up in %s: %v\n%s", writer.Name, err, out)
+	}
+	journals := func() []string {
+		m, _ := filepath.Glob(filepath.Join(runDir, "*", "br0*"))
+		return m
+	}
+	kept := journals()
+	if len(kept) != 1 {
+		t.Fatalf("up left %q in the state directory, want one journal", kept)
+	}
+	other := testbed.NewNetNS(t)
+	out, err := tapbridgeIn(other, runDir, "down")
+	if err == nil || !strings.Contains(out, "it is left for that namespace") {
+		t.Errorf("down in another namespace while the writer lives: %v; want a refusal that leaves the journal:\n%s", err, out)
+	}
+	if got := journals(); !slices.Equal(got, kept) {
+		t.Errorf("after that down the state directory holds %q, want %q", got, kept)
+	}
+	ino, err := writer.Inode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "ip", "netns", "del", writer.Name)
+	reuseInode(t, ino) // alive, with the writer's inode number
+	out, err = tapbridgeIn(other, runDir, "down")
+	if err == nil || !strings.Contains(out, "set aside") || strings.Contains(out, "left for that namespace") {
+		t.Errorf("down after the writer was deleted: %v; want its journal set aside:\n%s", err, out)
+	}
+	if got := journals(); len(got) != 1 || !strings.Contains(got[0], ".stale-") {
+		t.Errorf("after that down the state directory holds %q, want the journal set aside", got)
+	}
+}
+
+// plainUplink gives ns an eth0 (a veth whose peer stays in ns) with
+// 192.0.2.10/24 and a default route via 192.0.2.1, where nobody answers.
+func plainUplink(t *testing.T, ns *testbed.NetNS) {
+	t.Helper()
+	ns.MustExec(t, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
+	ns.MustExec(t, "ip", "addr", "add", "192.0.2.10/24", "dev", "eth0")
+	ns.MustExec(t, "ip", "link", "set", "eth0p", "up")
+	ns.MustExec(t, "ip", "link", "set", "eth0", "up")
+	ns.MustExec(t, "ip", "route", "add", "default", "via", "192.0.2.1")
+}
+
+// tapbridgeIn runs bin/tapbridge in ns with the state directory runDir.
+func tapbridgeIn(ns *testbed.NetNS, runDir string, args ...string) (string, error) {
+	cmd := ns.Command(bin("tapbridge"), args...)
+	cmd.Env = append(os.Environ(), "TAPBRIDGE_RUN_DIR="+runDir)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }

@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -90,13 +91,24 @@ func SetAside(path string) (string, error) {
 }
 
 // NetNSAlive reports whether the network namespace netns ("DEV:INODE", as
-// in Host) still exists: a process is in it, or it is bind-mounted under
-// /run/netns or /var/run/netns. It errs towards "alive" only from what it
-// sees; a namespace held by a descriptor alone is not seen.
-func NetNSAlive(netns string) bool {
+// in Host) with the given cookie (0: unknown) still exists: a process is in
+// it, or it is bind-mounted under /run/netns or /var/run/netns. A
+// namespace with that inode whose cookie differs is another one, which the
+// kernel gave the dead one's inode number; where the cookie cannot be read
+// (before Linux 5.14, or without the right to enter the namespace) the
+// inode alone decides. It errs towards "alive" only from what it sees; a
+// namespace held by a descriptor alone is not seen.
+func NetNSAlive(netns string, cookie uint64) bool {
 	matches := func(p string) bool {
 		var st unix.Stat_t
-		return unix.Stat(p, &st) == nil && fmt.Sprintf("%d:%d", st.Dev, st.Ino) == netns
+		if unix.Stat(p, &st) != nil || fmt.Sprintf("%d:%d", st.Dev, st.Ino) != netns {
+			return false
+		}
+		if cookie == 0 {
+			return true
+		}
+		c := cookieAt(p)
+		return c == 0 || c == cookie
 	}
 	for _, dir := range []string{"/run/netns", "/var/run/netns"} {
 		entries, _ := os.ReadDir(dir)
@@ -116,4 +128,27 @@ func NetNSAlive(netns string) bool {
 		}
 	}
 	return false
+}
+
+// cookieAt returns the cookie of the network namespace at path (an nsfs
+// file), or 0 when it cannot be read. It enters the namespace on a thread
+// of its own, which is never unlocked and so ends with its goroutine: no
+// other goroutine ever runs in that namespace.
+func cookieAt(path string) uint64 {
+	ch := make(chan uint64, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- 0
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			ch <- 0
+			return
+		}
+		ch <- NetNSCookie()
+	}()
+	return <-ch
 }

@@ -55,13 +55,15 @@ func (j *Journal) identity() (string, error) {
 
 // otherLiveNetNS reports whether j was written in this boot in another
 // network namespace that still exists (a process is in it, or a bind mount
-// such as /run/netns/NAME holds it): its journal is that namespace's.
+// such as /run/netns/NAME holds it): its journal is that namespace's. A
+// live namespace that only inherited the dead writer's inode number is not
+// it (the cookies differ).
 func (j *Journal) otherLiveNetNS() bool {
 	live, err := state.CurrentHost()
 	if err != nil || j.Host.BootID != live.BootID || j.Host.NetNS == live.NetNS {
 		return false
 	}
-	return state.NetNSAlive(j.Host.NetNS)
+	return state.NetNSAlive(j.Host.NetNS, j.Host.NetNSCookie)
 }
 
 // permMAC is the link's permanent (burnt-in) MAC, IFLA_PERM_ADDRESS, or ""
