@@ -914,11 +914,7 @@ func TestUpTwoBridgesOneUplink(t *testing.T) {
 func TestUpSetsAsideJournalOfDeletedNamespace(t *testing.T) {
 	needRoot(t)
 	runDir := t.TempDir()
-	ns := testbed.NewNetNS(t)
-	plainUplink(t, ns)
-	if out, err := tapbridgeIn(ns, runDir, "up", "--uplink", "eth0", "--no-probe"); err != nil {
-		t.Fatalf("tapbridge up in %s: %v\n%s", ns.Name, err, out)
-	}
+	ns := upInNewNetNS(t, runDir)
 	oldIno, err := ns.Inode()
 	if err != nil {
 		t.Fatal(err)
@@ -951,11 +947,7 @@ func TestUpSetsAsideJournalOfDeletedNamespace(t *testing.T) {
 func TestDownLeavesJournalOfLiveNamespace(t *testing.T) {
 	needRoot(t)
 	runDir := t.TempDir()
-	writer := testbed.NewNetNS(t)
-	plainUplink(t, writer)
-	if out, err := tapbridgeIn(writer, runDir, "up", "--uplink", "eth0", "--no-probe"); err != nil {
-		t.Fatalf("tapbridge up in %s: %v\n%s", writer.Name, err, out)
-	}
+	writer := upInNewNetNS(t, runDir)
 	journals := func() []string {
 		m, _ := filepath.Glob(filepath.Join(runDir, "*", "br0*"))
 		return m
@@ -996,6 +988,18 @@ func plainUplink(t *testing.T, ns *testbed.NetNS) {
 	ns.MustExec(t, "ip", "link", "set", "eth0p", "up")
 	ns.MustExec(t, "ip", "link", "set", "eth0", "up")
 	ns.MustExec(t, "ip", "route", "add", "default", "via", "192.0.2.1")
+}
+
+// upInNewNetNS makes a namespace with plainUplink's eth0 and runs up
+// there (without a probe: nobody answers) with the state directory runDir.
+func upInNewNetNS(t *testing.T, runDir string) *testbed.NetNS {
+	t.Helper()
+	ns := testbed.NewNetNS(t)
+	plainUplink(t, ns)
+	if out, err := tapbridgeIn(ns, runDir, "up", "--uplink", "eth0", "--no-probe"); err != nil {
+		t.Fatalf("tapbridge up in %s: %v\n%s", ns.Name, err, out)
+	}
+	return ns
 }
 
 // tapbridgeIn runs bin/tapbridge in ns with the state directory runDir.
