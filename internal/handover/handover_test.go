@@ -67,6 +67,7 @@ func TestMove(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = old.Process.Kill(); _ = old.Wait() })
+	waitCmdline(t, old.Process.Pid)
 	found, err := Find("1000")
 	if err != nil {
 		t.Fatal(err)
@@ -86,15 +87,7 @@ func TestMove(t *testing.T) {
 	if err := old.Wait(); err == nil || old.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Errorf("the old client ended with %v, want SIGKILL", err)
 	}
-	// Start returns once the kernel has closed the child's close-on-exec
-	// files, which happens before the new program's arguments are in
-	// place: until then /proc/PID/cmdline reads empty. Wait for them.
-	var got string
-	for deadline := time.Now().Add(5 * time.Second); got == "" && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-		got = strings.ReplaceAll(strings.TrimSuffix(string(cmdline), "\x00"), "\x00", " ")
-	}
-	if got != "dhclient 2000" {
+	if got := waitCmdline(t, pid); got != "dhclient 2000" {
 		t.Errorf("new command line %q, want %q", got, "dhclient 2000")
 	}
 	env, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
@@ -120,6 +113,7 @@ func TestFindUnmovable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Process.Kill(); _ = p.Wait() })
+	waitCmdline(t, p.Process.Pid)
 	movable, other, err := find("3000")
 	if err != nil {
 		t.Fatal(err)
@@ -128,4 +122,22 @@ func TestFindUnmovable(t *testing.T) {
 	if len(movable) != 0 || !cmp.Equal(other, want) {
 		t.Errorf("find: movable %+v, other %q; want none and %q", movable, other, want)
 	}
+}
+
+// waitCmdline waits until process pid shows its command line, and returns
+// it with spaces between the arguments. exec.Cmd.Start returns once the
+// kernel has closed the child's close-on-exec files, which happens before
+// the new program's arguments are in place: until then /proc/PID/cmdline
+// reads empty, and Find passes the process by as it would any process that
+// is not (yet) a DHCP client.
+func waitCmdline(t *testing.T, pid int) string {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+		if got := strings.ReplaceAll(strings.TrimSuffix(string(cmdline), "\x00"), "\x00", " "); got != "" {
+			return got
+		}
+	}
+	t.Fatalf("pid %d shows no command line after 5s", pid)
+	return ""
 }
