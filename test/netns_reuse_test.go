@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,38 +12,21 @@ import (
 	"github.com/tapbridge/tapbridge/test/testbed"
 )
 
-// reuseInode makes network namespaces until one gets the inode number ino,
-// freed by a namespace just deleted, and returns that one (deleted at t's
-// cleanup). The kernel hands out the lowest free number, so the others are
-// kept until then: each fills a lower gap that other tests' namespaces,
-// torn down meanwhile, may have left.
+// reuseInode makes a network namespace with the inode number ino, freed by
+// a namespace just deleted (testbed.CreateNetNSWithInode), and returns it
+// (deleted at t's cleanup). It skips the test when the number is not
+// handed out within 10s: another process holds it.
 func reuseInode(t *testing.T, ino uint64) *testbed.NetNS {
 	t.Helper()
-	var others []*testbed.NetNS
-	defer func() {
-		for _, n := range others {
-			_ = n.Delete()
-		}
-	}()
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
-		n, err := testbed.CreateNetNS()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, err := n.Inode(); err == nil && got == ino {
-			t.Cleanup(func() { _ = n.Delete() })
-			return n
-		} else if err == nil && got > ino {
-			// Not freed yet (the kernel tears a namespace down
-			// asynchronously): try again with this one gone.
-			_ = n.Delete()
-			time.Sleep(20 * time.Millisecond)
-			continue
-		}
-		others = append(others, n)
+	n, err := testbed.CreateNetNSWithInode(ino, 10*time.Second)
+	if errors.Is(err, testbed.ErrInodeInUse) {
+		t.Skip(err)
 	}
-	t.Skipf("no new namespace got the deleted one's inode %d within 10s", ino)
-	return nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Delete() })
+	return n
 }
 
 // reuseInodeAt puts a network namespace with the inode number ino, freed

@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/tapbridge/tapbridge/internal/nldump"
 	"github.com/tapbridge/tapbridge/internal/nstest"
 	"github.com/tapbridge/tapbridge/internal/sysctl"
 	"github.com/tapbridge/tapbridge/internal/tap"
@@ -111,9 +112,11 @@ var watched = []string{
 // snapshot is what `ip addr`, `ip route show table all`, `ip neigh show
 // proxy` and `ip rule` show, plus the watched sysctls, leaving out the
 // TAPs' own links (whose addresses and kernel routes come and go with
-// their state, and which the front ends delete).
+// their state, and which the front ends delete). It is taken once the
+// kernel has finished its IPv6 address work (settle).
 func snapshot(t *testing.T, skip ...string) []string {
 	t.Helper()
+	settle(t)
 	skipIdx := map[int]bool{}
 	for _, n := range skip {
 		if l, err := netlinksafe.LinkByName(n); err == nil {
@@ -121,7 +124,7 @@ func snapshot(t *testing.T, skip ...string) []string {
 		}
 	}
 	var out []string
-	addrs, err := netlinksafe.AddrList(nil, netlink.FAMILY_ALL)
+	addrs, err := nldump.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +133,7 @@ func snapshot(t *testing.T, skip ...string) []string {
 			out = append(out, fmt.Sprintf("addr %d %s scope %d", a.LinkIndex, a.IPNet, a.Scope))
 		}
 	}
-	routes, err := netlinksafe.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	routes, err := nldump.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +143,7 @@ func snapshot(t *testing.T, skip ...string) []string {
 		}
 	}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		ns, err := netlink.NeighProxyList(0, fam)
+		ns, err := nldump.Retry("proxy neighbours", func() ([]netlink.Neigh, error) { return netlink.NeighProxyList(0, fam) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +151,7 @@ func snapshot(t *testing.T, skip ...string) []string {
 			out = append(out, fmt.Sprintf("proxy %s dev %d", n.IP, n.LinkIndex))
 		}
 	}
-	rules, err := netlinksafe.RuleList(netlink.FAMILY_ALL)
+	rules, err := nldump.RuleList(netlink.FAMILY_ALL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +163,74 @@ func snapshot(t *testing.T, skip ...string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// settle waits until the kernel has finished, in the current namespace,
+// the IPv6 work it does after an address is added: the address's local
+// route (table local, and with forwarding its subnet-router anycast route,
+// added in the same step) comes from the addrconf work queue, not from
+// the RTM_NEWADDR request, even when duplicate address detection is off
+// or the address is added with IFA_F_NODAD (as Attach adds fe80::1). That
+// work needs the RTNL, so while other namespaces are torn down it can run
+// well after the request returned, and a snapshot taken at once lacked the
+// route (TestAttachRefusesAndChangesNothing and TestRehome failed so under
+// load). Pending is:
+//
+//   - an address on an up link without a local route to it on that link;
+//   - a tentative address on an up link with a carrier (duplicate address
+//     detection still to run or finish). One on a link without a carrier,
+//     such as a TAP nobody holds, stays tentative: that is its settled
+//     state.
+func settle(t *testing.T) {
+	t.Helper()
+	var pending []string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		pending = pending[:0]
+		links, err := nldump.LinkList()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs, err := nldump.AddrList(nil, netlink.FAMILY_V6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes, err := nldump.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byIndex := map[int]*netlink.LinkAttrs{}
+		for _, l := range links {
+			byIndex[l.Attrs().Index] = l.Attrs()
+		}
+		local := map[string]bool{}
+		for _, r := range routes {
+			if r.Type == unix.RTN_LOCAL && r.Dst != nil {
+				local[fmt.Sprintf("%d %s", r.LinkIndex, r.Dst.IP)] = true
+			}
+		}
+		for _, a := range addrs {
+			l := byIndex[a.LinkIndex]
+			if l == nil || l.RawFlags&unix.IFF_UP == 0 {
+				continue
+			}
+			switch {
+			case a.Flags&unix.IFA_F_DADFAILED != 0:
+			case a.Flags&unix.IFA_F_TENTATIVE != 0:
+				if l.RawFlags&unix.IFF_LOWER_UP != 0 {
+					pending = append(pending, fmt.Sprintf("%s on %s tentative", a.IP, l.Name))
+				}
+			case !local[fmt.Sprintf("%d %s", a.LinkIndex, a.IP)]:
+				pending = append(pending, fmt.Sprintf("%s on %s without its local route", a.IP, l.Name))
+			}
+		}
+		if len(pending) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the namespace did not settle in 10s: %s", strings.Join(pending, "; "))
+		}
+		time.Sleep(10 * time.Millisecond) // polling the condition, not waiting it out
+	}
 }
 
 func proxies(t *testing.T) []string {

@@ -49,15 +49,33 @@ func NewNetNS(t TB) *NetNS {
 
 // CreateNetNS is NewNetNS without a TB: the caller deletes the namespace.
 func CreateNetNS() (*NetNS, error) {
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		return nil, fmt.Errorf("choosing a netns name: %w", err)
+	name, err := randomName()
+	if err != nil {
+		return nil, err
 	}
-	name := "tb-" + hex.EncodeToString(b)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		return nil, withOutput(fmt.Sprintf("creating netns %q", name), err, out)
 	}
 	n := &NetNS{Name: name, Path: filepath.Join(netnsDir, name)}
+	if err := n.setUp(); err != nil {
+		_ = n.Delete()
+		return nil, err
+	}
+	return n, nil
+}
+
+// randomName returns "tb-" and 8 random hex digits.
+func randomName() (string, error) {
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("choosing a netns name: %w", err)
+	}
+	return "tb-" + hex.EncodeToString(b), nil
+}
+
+// setUp turns IPv6 duplicate address detection off in a new namespace and
+// brings lo up.
+func (n *NetNS) setUp() error {
 	err := n.Do(func() error {
 		for _, c := range []string{"all", "default"} {
 			f := "/proc/sys/net/ipv6/conf/" + c + "/accept_dad"
@@ -71,10 +89,9 @@ func CreateNetNS() (*NetNS, error) {
 		_, err = n.Exec("ip", "link", "set", "lo", "up")
 	}
 	if err != nil {
-		_ = n.Delete()
-		return nil, fmt.Errorf("setting up netns %q: %w", name, err)
+		return fmt.Errorf("setting up netns %q: %w", n, err)
 	}
-	return n, nil
+	return nil
 }
 
 // OpenNetNS names an existing namespace by its `ip netns` name or by the

@@ -38,7 +38,14 @@ func (n *NetNS) Settle(t TB) {
 //     always report a carrier change when created or opened;
 //   - no IPv6 address is tentative (duplicate address detection is off in
 //     the test bed's namespaces, but the address stays tentative until
-//     the kernel's DAD work has run).
+//     the kernel's DAD work has run);
+//   - every IPv6 address of an up link has its local route (table local)
+//     on that link. The kernel adds it from the same address work queue,
+//     after the request that added the address has returned; an address
+//     added with nodad (as `tapbridge up` moves the uplink's IPv6
+//     addresses to the bridge) is never tentative meanwhile. The work
+//     needs the RTNL, so while other namespaces are torn down it can come
+//     well after the request.
 //
 // Linux 6.7 and later bring one link up to date when it is asked for by
 // name (RTM_GETLINK; "net: core: synchronize link-watch when carrier is
@@ -101,9 +108,31 @@ func unsettled(nl *netlink.Handle) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	routes, err := nldump.Retry("routes", func() ([]netlink.Route, error) {
+		return nl.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return nil, err
+	}
+	up := map[int]string{}
+	for _, l := range links {
+		if a := l.Attrs(); a.RawFlags&unix.IFF_UP != 0 {
+			up[a.Index] = a.Name
+		}
+	}
+	local := map[string]bool{}
+	for _, r := range routes {
+		if r.Type == unix.RTN_LOCAL && r.Dst != nil {
+			local[fmt.Sprintf("%d %s", r.LinkIndex, r.Dst.IP)] = true
+		}
+	}
 	for _, a := range addrs {
-		if a.Flags&unix.IFA_F_TENTATIVE != 0 && a.Flags&unix.IFA_F_DADFAILED == 0 {
+		switch name, isUp := up[a.LinkIndex]; {
+		case a.Flags&unix.IFA_F_DADFAILED != 0:
+		case a.Flags&unix.IFA_F_TENTATIVE != 0:
 			pending = append(pending, fmt.Sprintf("%s tentative", a.IPNet))
+		case isUp && !local[fmt.Sprintf("%d %s", a.LinkIndex, a.IP)]:
+			pending = append(pending, fmt.Sprintf("%s on %s without its local route", a.IPNet, name))
 		}
 	}
 	return pending, nil

@@ -6,6 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/tapbridge/tapbridge/internal/nldump"
 	"github.com/tapbridge/tapbridge/test/testbed"
 )
 
@@ -50,5 +54,51 @@ func TestSettle(t *testing.T) {
 	}
 	if !strings.Contains(addrs, "eth0    inet6 fe80::") || strings.Contains(addrs, "tentative") {
 		t.Errorf("IPv6 addresses after Settle, want eth0's link-local address and nothing tentative:\n%s", addrs)
+	}
+}
+
+// TestSettleWaitsForLocalRoutes: the kernel gives an IPv6 address its
+// local route (table local) from its address work queue, after the request
+// that added the address has returned, and an address added with nodad
+// (as `tapbridge up` moves the uplink's IPv6 addresses to the bridge) is
+// never tentative meanwhile. Once Settle returns, a dump shows every
+// address of an up link with its local route.
+func TestSettleWaitsForLocalRoutes(t *testing.T) {
+	needLAN(t)
+	lan := testbed.NewLAN(t, testbed.LANOptions{})
+	hv := lan.HV
+	var b strings.Builder
+	const n = 50
+	for i := range n {
+		fmt.Fprintf(&b, "addr add 2001:db8:1::%x/64 dev eth0 nodad\n", i+1)
+	}
+	cmd := exec.Command("ip", "-n", hv.Name, "-batch", "-")
+	cmd.Stdin = strings.NewReader(b.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("adding %d addresses: %v\n%s", n, err, out)
+	}
+	hv.Settle(t)
+	var routes []netlink.Route
+	err := hv.Do(func() (err error) {
+		routes, err = nldump.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_LOCAL}, netlink.RT_FILTER_TABLE)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, r := range routes {
+		if r.Type == unix.RTN_LOCAL && r.Dst != nil {
+			have[r.Dst.IP.String()] = true
+		}
+	}
+	var missing []string
+	for i := range n {
+		if a := fmt.Sprintf("2001:db8:1::%x", i+1); !have[a] {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("after Settle, %d of %d addresses have no local route: %v", len(missing), n, missing)
 	}
 }
