@@ -14,13 +14,13 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/link"
+	"github.com/tapbridge/tapbridge/internal/nldump"
 	"github.com/tapbridge/tapbridge/internal/policy"
 	"github.com/tapbridge/tapbridge/internal/state"
 	"github.com/tapbridge/tapbridge/internal/uplink"
@@ -169,7 +169,7 @@ func checkBridge(o Options) []Check {
 	}
 	out = append(out, stp)
 
-	links, err := netlinksafe.LinkList()
+	links, err := nldump.LinkList()
 	if err != nil {
 		return append(out, Check{Name: "ports", Status: Skip, Message: fmt.Sprintf("listing links: %v", err)})
 	}
@@ -370,7 +370,7 @@ func checkPolicies(o Options) []Check {
 	for _, n := range names {
 		has[n] = true
 	}
-	links, err := netlinksafe.LinkList()
+	links, err := nldump.LinkList()
 	if err != nil {
 		c.Status, c.Message = Skip, fmt.Sprintf("listing links: %v", err)
 		return []Check{c}

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/tapbridge/tapbridge/internal/nldump"
 	"github.com/vishvananda/netlink"
 )
 
@@ -283,7 +283,7 @@ func liveAddressing(o Options) addressing {
 		if a.MAC == "" && name == o.Uplink {
 			a.MAC = l.Attrs().HardwareAddr.String()
 		}
-		addrs, err := netlinksafe.AddrList(l, netlink.FAMILY_ALL)
+		addrs, err := nldump.AddrList(l, netlink.FAMILY_ALL)
 		if err != nil {
 			continue
 		}
@@ -297,7 +297,7 @@ func liveAddressing(o Options) addressing {
 				a.V6 = append(a.V6, ad.IPNet.String())
 			}
 		}
-		routes, _ := netlinksafe.RouteList(l, netlink.FAMILY_V4)
+		routes, _ := nldump.RouteList(l, netlink.FAMILY_V4)
 		for _, r := range routes {
 			if (r.Dst == nil || r.Dst.IP.Equal(net.IPv4zero)) && r.Gw != nil && a.Gateway == "" {
 				a.Gateway = r.Gw.String()

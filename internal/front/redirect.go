@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/tapbridge/tapbridge/internal/nldump"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -74,7 +74,7 @@ func CheckRedirectIngress(from, to netlink.Link) error {
 }
 
 func checkRedirect(from, to netlink.Link, how netlink.MirredAct) error {
-	filters, err := netlinksafe.FilterList(from, ingressParent)
+	filters, err := nldump.FilterList(from, ingressParent)
 	if err != nil {
 		return fmt.Errorf("listing the ingress filters of %q: %w", from.Attrs().Name, err)
 	}

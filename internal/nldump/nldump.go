@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 )
 
 // Attempts is how many times a dump is tried before it fails.
@@ -52,4 +53,20 @@ func RouteListFiltered(family int, filter *netlink.Route, mask uint64) ([]netlin
 // RuleList lists the routing rules of family.
 func RuleList(family int) ([]netlink.Rule, error) {
 	return Retry("rules", func() ([]netlink.Rule, error) { return netlink.RuleList(family) })
+}
+
+// RouteList lists the routes of family through link (nil: every route of
+// the main table).
+func RouteList(link netlink.Link, family int) ([]netlink.Route, error) {
+	return Retry("routes", func() ([]netlink.Route, error) { return netlink.RouteList(link, family) })
+}
+
+// BridgeVlanList lists the VLANs of every bridge port, by ifindex.
+func BridgeVlanList() (map[int32][]*nl.BridgeVlanInfo, error) {
+	return Retry("bridge VLANs", netlink.BridgeVlanList)
+}
+
+// FilterList lists the tc filters of link under parent.
+func FilterList(link netlink.Link, parent uint32) ([]netlink.Filter, error) {
+	return Retry(fmt.Sprintf("tc filters of %q", link.Attrs().Name), func() ([]netlink.Filter, error) { return netlink.FilterList(link, parent) })
 }

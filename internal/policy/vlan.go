@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbridge/tapbridge/internal/ifname"
+	"github.com/tapbridge/tapbridge/internal/nldump"
 )
 
 // EnsureUplinkVLANs makes bridge filter VLANs and uplink (a port of bridge;
@@ -86,7 +87,7 @@ func setPortVLAN(link netlink.Link, br *netlink.Bridge, vlan int) error {
 	if want == 0 {
 		want = defaultPVID(br)
 	}
-	all, err := netlinksafe.BridgeVlanList()
+	all, err := nldump.BridgeVlanList()
 	if err != nil {
 		return fmt.Errorf("listing bridge VLANs: %w", err)
 	}

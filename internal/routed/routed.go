@@ -16,6 +16,7 @@ import (
 
 	"github.com/tapbridge/tapbridge/internal/ifname"
 	"github.com/tapbridge/tapbridge/internal/link"
+	"github.com/tapbridge/tapbridge/internal/nldump"
 	"github.com/tapbridge/tapbridge/internal/state"
 )
 
@@ -274,7 +275,7 @@ func check(s Spec) (port, up netlink.Link, err error) {
 	if up.Attrs().Index == port.Attrs().Index {
 		return nil, nil, fmt.Errorf("port %q holds the addresses of uplink %q", s.Port, s.Uplink)
 	}
-	addrs, err := netlinksafe.AddrList(nil, netlink.FAMILY_ALL)
+	addrs, err := nldump.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing addresses: %w", err)
 	}
@@ -424,7 +425,7 @@ func routeOwner(ip netip.Addr) (string, int) {
 	if ip.Is6() {
 		fam = netlink.FAMILY_V6
 	}
-	rs, err := netlinksafe.RouteListFiltered(fam, &netlink.Route{Dst: prefixNet(netip.PrefixFrom(ip, ip.BitLen()))}, netlink.RT_FILTER_DST)
+	rs, err := nldump.RouteListFiltered(fam, &netlink.Route{Dst: prefixNet(netip.PrefixFrom(ip, ip.BitLen()))}, netlink.RT_FILTER_DST)
 	if err == nil && len(rs) > 0 {
 		if l, err := netlink.LinkByIndex(rs[0].LinkIndex); err == nil {
 			return fmt.Sprintf("it is routed to %q already", l.Attrs().Name), rs[0].LinkIndex
@@ -457,7 +458,7 @@ func prefixNet(p netip.Prefix) *net.IPNet {
 // onLinkPrefixes returns the prefixes of the uplink's global addresses:
 // the addresses the provider's router resolves on the link.
 func onLinkPrefixes(up netlink.Link) ([]netip.Prefix, error) {
-	addrs, err := netlinksafe.AddrList(up, netlink.FAMILY_ALL)
+	addrs, err := nldump.AddrList(up, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("listing the addresses of %q: %w", up.Attrs().Name, err)
 	}
@@ -611,7 +612,7 @@ func Check(port string) error {
 		if ip.Is6() {
 			fam = netlink.FAMILY_V6
 		}
-		rs, err := netlinksafe.RouteListFiltered(fam, hostRoute(ip, r.Index), netlink.RT_FILTER_DST|netlink.RT_FILTER_OIF)
+		rs, err := nldump.RouteListFiltered(fam, hostRoute(ip, r.Index), netlink.RT_FILTER_DST|netlink.RT_FILTER_OIF)
 		if err != nil {
 			return fmt.Errorf("listing routes: %w", err)
 		}
