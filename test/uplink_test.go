@@ -356,7 +356,7 @@ func TestUpLosesNothing(t *testing.T) {
 		defer wg.Done()
 		_ = unix.SetsockoptTimeval(icmp, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100000})
 		buf := make([]byte, 1500)
-		for {
+		for stopped := false; ; {
 			n, _, err := unix.Recvfrom(icmp, buf, 0)
 			if err == nil && n >= 20 {
 				p := buf[int(buf[0]&0x0f)*4 : n] // skip the IP header
@@ -366,9 +366,12 @@ func TestUpLosesNothing(t *testing.T) {
 					mu.Unlock()
 				}
 			}
+			if stopped && err != nil {
+				return // every reply queued when the pings stopped is read
+			}
 			select {
 			case <-stop:
-				return
+				stopped = true
 			default:
 			}
 		}
