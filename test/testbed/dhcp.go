@@ -172,12 +172,22 @@ func (s *DHCPServer) Log() string { return s.log.String() }
 
 // Leases returns the leases in dnsmasq's lease file.
 func (s *DHCPServer) Leases() ([]Lease, error) {
-	data, err := os.ReadFile(s.LeaseFile)
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading leases: %w", err)
+	// dnsmasq rewrites the file in place (truncate, then write), so a read
+	// can fall in between: read until two reads a moment apart agree.
+	var data []byte
+	for i := 0; i < 50; i++ {
+		again, err := os.ReadFile(s.LeaseFile)
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading leases: %w", err)
+		}
+		if i > 0 && bytes.Equal(again, data) {
+			break
+		}
+		data = again
+		time.Sleep(2 * time.Millisecond)
 	}
 	leases, err := ParseLeases(data)
 	if err != nil {
