@@ -130,7 +130,7 @@ func checkWireless(o Options) Check {
 func bridgeTimers(idx int) (stp, fwd uint32, err error) {
 	_, data, err := link.Raw(idx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("reading bridge attributes: %w", err)
+		return 0, 0, err // names the ifindex
 	}
 	if v := data[nl.IFLA_BR_STP_STATE]; len(v) == 4 {
 		stp = binary.NativeEndian.Uint32(v)

@@ -328,12 +328,18 @@ func Move(c Client, to string) (int, error) {
 // line. exec.Cmd.Start returns once the kernel has closed the child's
 // close-on-exec files, a moment before the new program's arguments are in
 // place: until then /proc/PID/cmdline reads empty, and the client would
-// not be found as one (by a down right after the up that moved it).
+// not be found as one (by a down right after the up that moved it). A
+// client that died at once (a zombie's command line reads empty too) is
+// not waited for.
 func waitArgs(pid int) {
-	path := filepath.Join(procRoot, strconv.Itoa(pid), "cmdline")
+	dir := filepath.Join(procRoot, strconv.Itoa(pid))
 	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if b, err := os.ReadFile(path); err != nil || len(b) > 0 {
+		if b, err := os.ReadFile(filepath.Join(dir, "cmdline")); err != nil || len(b) > 0 {
 			return // gone, or shows its arguments
+		}
+		// /proc/PID/stat: "PID (COMM) STATE ...", COMM may hold anything.
+		if st, err := os.ReadFile(filepath.Join(dir, "stat")); err != nil || strings.HasPrefix(string(st[strings.LastIndexByte(string(st), ')')+1:]), " Z") {
+			return
 		}
 	}
 }

@@ -68,5 +68,9 @@ func BridgeVlanList() (map[int32][]*nl.BridgeVlanInfo, error) {
 
 // FilterList lists the tc filters of link under parent.
 func FilterList(link netlink.Link, parent uint32) ([]netlink.Filter, error) {
-	return Retry(fmt.Sprintf("tc filters of %q", link.Attrs().Name), func() ([]netlink.Filter, error) { return netlink.FilterList(link, parent) })
+	what := "tc filters"
+	if link != nil {
+		what = fmt.Sprintf("tc filters of %q", link.Attrs().Name)
+	}
+	return Retry(what, func() ([]netlink.Filter, error) { return netlink.FilterList(link, parent) })
 }

@@ -99,22 +99,29 @@ func SetAside(path string) (string, error) {
 // inode alone decides. It errs towards "alive" only from what it sees; a
 // namespace held by a descriptor alone is not seen.
 func NetNSAlive(netns string, cookie uint64) bool {
-	matches := func(p string) bool {
+	// alive: -1 when p is not a namespace with that inode (or is gone),
+	// else whether it is the one. Two live namespaces never share an
+	// inode number, so the first match decides.
+	alive := func(p string) int {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1
+		}
+		defer unix.Close(fd)
 		var st unix.Stat_t
-		if unix.Stat(p, &st) != nil || fmt.Sprintf("%d:%d", st.Dev, st.Ino) != netns {
-			return false
+		if unix.Fstat(fd, &st) != nil || fmt.Sprintf("%d:%d", st.Dev, st.Ino) != netns {
+			return -1
 		}
-		if cookie == 0 {
-			return true
+		if c := cookieOf(fd); cookie != 0 && c != 0 && c != cookie {
+			return 0
 		}
-		c := cookieAt(p)
-		return c == 0 || c == cookie
+		return 1
 	}
 	for _, dir := range []string{"/run/netns", "/var/run/netns"} {
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
-			if matches(dir + "/" + e.Name()) {
-				return true
+			if a := alive(dir + "/" + e.Name()); a >= 0 {
+				return a == 1
 			}
 		}
 	}
@@ -123,32 +130,38 @@ func NetNSAlive(netns string, cookie uint64) bool {
 		if p.Name()[0] < '0' || p.Name()[0] > '9' {
 			continue
 		}
-		if matches("/proc/" + p.Name() + "/ns/net") {
-			return true
+		if a := alive("/proc/" + p.Name() + "/ns/net"); a >= 0 {
+			return a == 1
 		}
 	}
 	return false
 }
 
-// cookieAt returns the cookie of the network namespace at path (an nsfs
-// file), or 0 when it cannot be read. It enters the namespace on a thread
-// of its own, which is never unlocked and so ends with its goroutine: no
-// other goroutine ever runs in that namespace.
-func cookieAt(path string) uint64 {
+// cookieOf returns the cookie of the network namespace fd refers to, or 0
+// when it cannot be read. It enters the namespace on a locked thread and
+// goes back before unlocking it; a thread that cannot go back stays locked
+// and so ends with its goroutine (the runtime never reuses it).
+func cookieOf(fd int) uint64 {
 	ch := make(chan uint64, 1)
 	go func() {
 		runtime.LockOSThread()
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- 0
 			return
 		}
-		defer unix.Close(fd)
+		defer unix.Close(orig)
 		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- 0
 			return
 		}
-		ch <- NetNSCookie()
+		c := NetNSCookie()
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- c
 	}()
 	return <-ch
 }
