@@ -173,21 +173,25 @@ func (s *DHCPServer) Log() string { return s.log.String() }
 // Leases returns the leases in dnsmasq's lease file.
 func (s *DHCPServer) Leases() ([]Lease, error) {
 	// dnsmasq rewrites the file in place (truncate, then write), so a read
-	// can fall in between: read until two reads a moment apart agree.
+	// can fall in between and see it empty or cut. A whole file ends with a
+	// newline: read until it does, or until it has stayed empty for 200 ms
+	// (no lease yet).
 	var data []byte
-	for i := 0; i < 50; i++ {
-		again, err := os.ReadFile(s.LeaseFile)
+	for deadline := time.Now().Add(200 * time.Millisecond); ; time.Sleep(2 * time.Millisecond) {
+		var err error
+		data, err = os.ReadFile(s.LeaseFile)
 		if os.IsNotExist(err) {
 			return nil, nil
 		}
 		if err != nil {
 			return nil, fmt.Errorf("reading leases: %w", err)
 		}
-		if i > 0 && bytes.Equal(again, data) {
+		if len(data) > 0 && data[len(data)-1] == '\n' || len(data) == 0 && time.Now().After(deadline) {
 			break
 		}
-		data = again
-		time.Sleep(2 * time.Millisecond)
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("reading %s: it ends in the middle of a line after 200ms: %q", s.LeaseFile, data)
+		}
 	}
 	leases, err := ParseLeases(data)
 	if err != nil {

@@ -50,7 +50,7 @@ func CreateNetNSWithInode(ino uint64, timeout time.Duration) (*NetNS, error) {
 			// ino is in use: the deleted namespace is torn down
 			// asynchronously, or another process took the number.
 			unix.Close(fd)
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(time.Millisecond) // ino goes to whoever asks first once freed
 			continue
 		}
 		// Every number below ino is taken and fd holds ino: let it go and
