@@ -21,6 +21,7 @@ import (
 	"github.com/tapbridge/tapbridge/internal/nstest"
 	"github.com/tapbridge/tapbridge/internal/sysctl"
 	"github.com/tapbridge/tapbridge/internal/tap"
+	"github.com/tapbridge/tapbridge/test/testbed"
 )
 
 // uplinkNS sets up the current (throwaway) namespace like a rented server:
@@ -183,9 +184,7 @@ func snapshot(t *testing.T, skip ...string) []string {
 //     state.
 func settle(t *testing.T) {
 	t.Helper()
-	var pending []string
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		pending = pending[:0]
 		links, err := nldump.LinkList()
 		if err != nil {
 			t.Fatal(err)
@@ -198,31 +197,7 @@ func settle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		byIndex := map[int]*netlink.LinkAttrs{}
-		for _, l := range links {
-			byIndex[l.Attrs().Index] = l.Attrs()
-		}
-		local := map[string]bool{}
-		for _, r := range routes {
-			if r.Type == unix.RTN_LOCAL && r.Dst != nil {
-				local[fmt.Sprintf("%d %s", r.LinkIndex, r.Dst.IP)] = true
-			}
-		}
-		for _, a := range addrs {
-			l := byIndex[a.LinkIndex]
-			if l == nil || l.RawFlags&unix.IFF_UP == 0 {
-				continue
-			}
-			switch {
-			case a.Flags&unix.IFA_F_DADFAILED != 0:
-			case a.Flags&unix.IFA_F_TENTATIVE != 0:
-				if l.RawFlags&unix.IFF_LOWER_UP != 0 {
-					pending = append(pending, fmt.Sprintf("%s on %s tentative", a.IP, l.Name))
-				}
-			case !local[fmt.Sprintf("%d %s", a.LinkIndex, a.IP)]:
-				pending = append(pending, fmt.Sprintf("%s on %s without its local route", a.IP, l.Name))
-			}
-		}
+		pending := testbed.PendingIPv6(links, addrs, routes)
 		if len(pending) == 0 {
 			return
 		}

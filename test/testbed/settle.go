@@ -36,9 +36,9 @@ func (n *NetNS) Settle(t TB) {
 //     for every namespace. A veth or bridge that has a carrier but is
 //     still "UNKNOWN" has not been seen by linkwatch yet either: both
 //     always report a carrier change when created or opened;
-//   - no IPv6 address is tentative (duplicate address detection is off in
-//     the test bed's namespaces, but the address stays tentative until
-//     the kernel's DAD work has run);
+//   - no IPv6 address of an up link with a carrier is tentative (duplicate
+//     address detection is off in the test bed's namespaces, but the
+//     address stays tentative until the kernel's DAD work has run);
 //   - every IPv6 address of an up link has its local route (table local)
 //     on that link. The kernel adds it from the same address work queue,
 //     after the request that added the address has returned; an address
@@ -114,11 +114,19 @@ func unsettled(nl *netlink.Handle) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	up := map[int]string{}
+	return append(pending, PendingIPv6(links, addrs, routes)...), nil
+}
+
+// PendingIPv6 lists the IPv6 address work the kernel has yet to do, given
+// a namespace's links, its IPv6 addresses and its IPv6 routes of every
+// table (complete dumps): on an up link, an address still tentative while
+// the link has a carrier (one without a carrier, such as a TAP nobody
+// holds, stays tentative: that is its settled state), or an address
+// without its local route on that link.
+func PendingIPv6(links []netlink.Link, addrs []netlink.Addr, routes []netlink.Route) []string {
+	byIndex := map[int]*netlink.LinkAttrs{}
 	for _, l := range links {
-		if a := l.Attrs(); a.RawFlags&unix.IFF_UP != 0 {
-			up[a.Index] = a.Name
-		}
+		byIndex[l.Attrs().Index] = l.Attrs()
 	}
 	local := map[string]bool{}
 	for _, r := range routes {
@@ -126,14 +134,21 @@ func unsettled(nl *netlink.Handle) ([]string, error) {
 			local[fmt.Sprintf("%d %s", r.LinkIndex, r.Dst.IP)] = true
 		}
 	}
+	var pending []string
 	for _, a := range addrs {
-		switch name, isUp := up[a.LinkIndex]; {
+		l := byIndex[a.LinkIndex]
+		if l == nil || l.RawFlags&unix.IFF_UP == 0 {
+			continue
+		}
+		switch {
 		case a.Flags&unix.IFA_F_DADFAILED != 0:
 		case a.Flags&unix.IFA_F_TENTATIVE != 0:
-			pending = append(pending, fmt.Sprintf("%s tentative", a.IPNet))
-		case isUp && !local[fmt.Sprintf("%d %s", a.LinkIndex, a.IP)]:
-			pending = append(pending, fmt.Sprintf("%s on %s without its local route", a.IPNet, name))
+			if l.RawFlags&unix.IFF_LOWER_UP != 0 {
+				pending = append(pending, fmt.Sprintf("%s on %s tentative", a.IP, l.Name))
+			}
+		case !local[fmt.Sprintf("%d %s", a.LinkIndex, a.IP)]:
+			pending = append(pending, fmt.Sprintf("%s on %s without its local route", a.IP, l.Name))
 		}
 	}
-	return pending, nil
+	return pending
 }

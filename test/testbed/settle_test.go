@@ -2,6 +2,7 @@ package testbed_test
 
 import (
 	"fmt"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -100,5 +101,45 @@ func TestSettleWaitsForLocalRoutes(t *testing.T) {
 	}
 	if len(missing) > 0 {
 		t.Errorf("after Settle, %d of %d addresses have no local route: %v", len(missing), n, missing)
+	}
+}
+
+// TestPendingIPv6: what counts as the kernel's IPv6 address work still to
+// do, on links and addresses made up for the purpose.
+func TestPendingIPv6(t *testing.T) {
+	link := func(index int, name string, flags uint32) netlink.Link {
+		return &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index, Name: name, RawFlags: flags}}
+	}
+	links := []netlink.Link{
+		link(2, "eth0", unix.IFF_UP|unix.IFF_LOWER_UP),
+		link(3, "tap0", unix.IFF_UP), // nobody holds it: no carrier
+		link(4, "down0", 0),
+	}
+	addr := func(index int, ip string, flags int) netlink.Addr {
+		return netlink.Addr{LinkIndex: index, IPNet: &net.IPNet{IP: net.ParseIP(ip), Mask: net.CIDRMask(64, 128)}, Flags: flags}
+	}
+	local := func(index int, ip string) netlink.Route {
+		return netlink.Route{LinkIndex: index, Type: unix.RTN_LOCAL, Dst: &net.IPNet{IP: net.ParseIP(ip), Mask: net.CIDRMask(128, 128)}}
+	}
+	for _, tc := range []struct {
+		name   string
+		addr   netlink.Addr
+		routes []netlink.Route
+		want   string // "" when settled
+	}{
+		{"address with its local route", addr(2, "2001:db8::10", 0), []netlink.Route{local(2, "2001:db8::10")}, ""},
+		{"address without its local route", addr(2, "2001:db8::10", 0), nil, "2001:db8::10 on eth0 without its local route"},
+		{"local route on another link", addr(2, "2001:db8::10", 0), []netlink.Route{local(3, "2001:db8::10")}, "2001:db8::10 on eth0 without its local route"},
+		{"tentative with a carrier", addr(2, "2001:db8::10", unix.IFA_F_TENTATIVE), nil, "2001:db8::10 on eth0 tentative"},
+		{"tentative without a carrier", addr(3, "2001:db8::10", unix.IFA_F_TENTATIVE), nil, ""},
+		{"duplicate address detection failed", addr(2, "2001:db8::10", unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED), nil, ""},
+		{"link down", addr(4, "2001:db8::10", 0), nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := strings.Join(testbed.PendingIPv6(links, []netlink.Addr{tc.addr}, tc.routes), "; ")
+			if got != tc.want {
+				t.Errorf("pending %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
