@@ -111,14 +111,7 @@ func inode(n ns.NetNS) uint64 {
 // cookie returns the network namespace's cookie, which the kernel never
 // gives another namespace (unlike its inode number), or 0 when the kernel
 // is older than 5.14 or it cannot be read.
-func cookie(n ns.NetNS) uint64 {
-	var c uint64
-	_ = n.Do(func(ns.NetNS) error {
-		c = state.NetNSCookie()
-		return nil
-	})
-	return c
-}
+func cookie(n ns.NetNS) uint64 { return state.NetNSCookieOf(int(n.Fd())) }
 
 // sameNS reports whether n is the namespace with inode ino and cookie
 // ck; a 0 in either is not compared.

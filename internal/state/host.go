@@ -112,7 +112,7 @@ func NetNSAlive(netns string, cookie uint64) bool {
 		if unix.Fstat(fd, &st) != nil || fmt.Sprintf("%d:%d", st.Dev, st.Ino) != netns {
 			return -1
 		}
-		if c := cookieOf(fd); cookie != 0 && c != 0 && c != cookie {
+		if c := NetNSCookieOf(fd); cookie != 0 && c != 0 && c != cookie {
 			return 0
 		}
 		return 1
@@ -137,11 +137,12 @@ func NetNSAlive(netns string, cookie uint64) bool {
 	return false
 }
 
-// cookieOf returns the cookie of the network namespace fd refers to, or 0
-// when it cannot be read. It enters the namespace on a locked thread and
-// goes back before unlocking it; a thread that cannot go back stays locked
-// and so ends with its goroutine (the runtime never reuses it).
-func cookieOf(fd int) uint64 {
+// NetNSCookieOf returns the cookie of the network namespace fd refers to
+// (an nsfs file), or 0 when it cannot be read. It enters the namespace on
+// a locked thread of its own, as pkg/ns does, and goes back before
+// unlocking it; a thread that cannot go back stays locked and so ends with
+// its goroutine (the runtime never reuses it).
+func NetNSCookieOf(fd int) uint64 {
 	ch := make(chan uint64, 1)
 	go func() {
 		runtime.LockOSThread()
