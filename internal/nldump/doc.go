@@ -1,5 +1,5 @@
-// Package nldump lists links, addresses, routes, rules, bridge VLANs and tc
-// filters through netlink dumps that are complete or fail.
+// Package nldump lists links, addresses, routes, rules, neighbours, bridge
+// VLANs and tc filters through netlink dumps that are complete or fail.
 //
 // The kernel flags a dump during which the table changed
 // (NLM_F_DUMP_INTR): its result may lack entries. vishvananda/netlink

@@ -74,3 +74,9 @@ func FilterList(link netlink.Link, parent uint32) ([]netlink.Filter, error) {
 	}
 	return Retry(what, func() ([]netlink.Filter, error) { return netlink.FilterList(link, parent) })
 }
+
+// NeighList lists the neighbour entries of family on the link with index
+// idx (0: every link).
+func NeighList(idx, family int) ([]netlink.Neigh, error) {
+	return Retry("neighbours", func() ([]netlink.Neigh, error) { return netlink.NeighList(idx, family) })
+}

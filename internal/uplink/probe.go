@@ -156,7 +156,7 @@ func revalidate(br netlink.Link, family int, gw net.IP) (pinned bool, err error)
 // gatewayEntry returns the gateway's neighbour entry on the link idx, or
 // nil.
 func gatewayEntry(idx, family int, gw net.IP) (*netlink.Neigh, error) {
-	neighs, err := nldump.Retry("neighbours", func() ([]netlink.Neigh, error) { return netlink.NeighList(idx, family) })
+	neighs, err := nldump.NeighList(idx, family)
 	if err != nil {
 		return nil, err
 	}
