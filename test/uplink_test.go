@@ -55,10 +55,7 @@ func mustRun(t testing.TB, args ...string) string {
 
 // tapbridge runs bin/tapbridge inside the hypervisor namespace.
 func (l *uplinkLAN) tapbridge(env []string, args ...string) (string, error) {
-	cmd := l.hv.Command(bin("tapbridge"), args...)
-	cmd.Env = append(append(os.Environ(), "TAPBRIDGE_RUN_DIR="+l.runDir), env...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return tapbridgeIn(l.hv, l.runDir, env, args...)
 }
 
 func (l *uplinkLAN) mustTapbridge(t *testing.T, args ...string) string {
@@ -926,7 +923,7 @@ func TestUpSetsAsideJournalOfDeletedNamespace(t *testing.T) {
 	ns = reuseInode(t, oldIno)
 	plainUplink(t, ns)
 	before := ns.MustExec(t, "ip", "-d", "-br", "addr", "show", "dev", "eth0")
-	out, err := tapbridgeIn(ns, runDir, "up", "--uplink", "eth0", "--probe-timeout", "300ms")
+	out, err := tapbridgeIn(ns, runDir, nil, "up", "--uplink", "eth0", "--probe-timeout", "300ms")
 	if err == nil {
 		t.Fatalf("up with no gateway answering succeeded:\n%s", out)
 	}
@@ -960,7 +957,7 @@ func TestDownLeavesJournalOfLiveNamespace(t *testing.T) {
 		t.Fatalf("up left %q in the state directory, want one journal", kept)
 	}
 	other := testbed.NewNetNS(t)
-	out, err := tapbridgeIn(other, runDir, "down")
+	out, err := tapbridgeIn(other, runDir, nil, "down")
 	if err == nil || !strings.Contains(out, "it is left for that namespace") {
 		t.Errorf("down in another namespace while the writer lives: %v; want a refusal that leaves the journal:\n%s", err, out)
 	}
@@ -973,7 +970,7 @@ func TestDownLeavesJournalOfLiveNamespace(t *testing.T) {
 	}
 	mustRun(t, "ip", "netns", "del", writer.Name)
 	reuseInode(t, ino) // alive, with the writer's inode number
-	out, err = tapbridgeIn(other, runDir, "down")
+	out, err = tapbridgeIn(other, runDir, nil, "down")
 	if err == nil || !strings.Contains(out, "set aside") || strings.Contains(out, "left for that namespace") {
 		t.Errorf("down after the writer was deleted: %v; want its journal set aside:\n%s", err, out)
 	}
@@ -999,16 +996,17 @@ func upInNewNetNS(t *testing.T, runDir string) *testbed.NetNS {
 	t.Helper()
 	ns := testbed.NewNetNS(t)
 	plainUplink(t, ns)
-	if out, err := tapbridgeIn(ns, runDir, "up", "--uplink", "eth0", "--no-probe"); err != nil {
+	if out, err := tapbridgeIn(ns, runDir, nil, "up", "--uplink", "eth0", "--no-probe"); err != nil {
 		t.Fatalf("tapbridge up in %s: %v\n%s", ns.Name, err, out)
 	}
 	return ns
 }
 
-// tapbridgeIn runs bin/tapbridge in ns with the state directory runDir.
-func tapbridgeIn(ns *testbed.NetNS, runDir string, args ...string) (string, error) {
+// tapbridgeIn runs bin/tapbridge in ns with the state directory runDir
+// and env added to the test's environment.
+func tapbridgeIn(ns *testbed.NetNS, runDir string, env []string, args ...string) (string, error) {
 	cmd := ns.Command(bin("tapbridge"), args...)
-	cmd.Env = append(os.Environ(), "TAPBRIDGE_RUN_DIR="+runDir)
+	cmd.Env = append(append(os.Environ(), "TAPBRIDGE_RUN_DIR="+runDir), env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

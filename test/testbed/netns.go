@@ -49,14 +49,10 @@ func NewNetNS(t TB) *NetNS {
 
 // CreateNetNS is NewNetNS without a TB: the caller deletes the namespace.
 func CreateNetNS() (*NetNS, error) {
-	name, err := randomName()
+	n, _, err := makeNetNS(nil)
 	if err != nil {
 		return nil, err
 	}
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return nil, withOutput(fmt.Sprintf("creating netns %q", name), err, out)
-	}
-	n := &NetNS{Name: name, Path: filepath.Join(netnsDir, name)}
 	if err := n.setUp(); err != nil {
 		_ = n.Delete()
 		return nil, err

@@ -56,7 +56,7 @@ func CreateNetNSWithInode(ino uint64, timeout time.Duration) (*NetNS, error) {
 		// Every number below ino is taken and fd holds ino: let it go and
 		// make the namespace, whose own number the kernel hands out
 		// before those of its /proc/net entries (6.1 and 6.18 alike).
-		n, nino, err := netnsReleasing([]int{fd})
+		n, nino, err := makeNetNS([]int{fd})
 		if err != nil {
 			return nil, err
 		}
@@ -128,33 +128,33 @@ func utsFiller() (int, uint64, error) {
 	return fd, st.Ino, nil
 }
 
-// netnsReleasing makes a network namespace, as `ip netns add` does (bind
-// mounted at /run/netns/tb-XXXXXXXX), right after closing release, and
-// returns it, not yet set up, and its inode number.
-func netnsReleasing(release []int) (*NetNS, uint64, error) {
+// makeNetNS makes a network namespace as `ip netns add` does (bind
+// mounted at /run/netns/tb-XXXXXXXX), right after closing release (always
+// closed), and returns it, not yet set up, and its inode number.
+func makeNetNS(release []int) (_ *NetNS, _ uint64, err error) {
+	handed := false // to onNewNamespace, which closes them
+	defer func() {
+		if !handed {
+			for _, fd := range release {
+				unix.Close(fd)
+			}
+		}
+	}()
 	name, err := randomName()
 	if err != nil {
-		for _, fd := range release {
-			unix.Close(fd)
-		}
 		return nil, 0, err
 	}
 	if err := sharedNetnsDir(); err != nil {
-		for _, fd := range release {
-			unix.Close(fd)
-		}
 		return nil, 0, err
 	}
 	path := filepath.Join(netnsDir, name)
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0)
 	if err != nil {
-		for _, fd := range release {
-			unix.Close(fd)
-		}
 		return nil, 0, fmt.Errorf("making the mount point of netns %q: %w", name, err)
 	}
 	f.Close()
 	var ino uint64
+	handed = true
 	err = onNewNamespace(unix.CLONE_NEWNET, "net", release, func() error {
 		var st unix.Stat_t
 		if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
